@@ -1,0 +1,1 @@
+"""Simulators behind the device protocols. Nothing here knows about networks."""
