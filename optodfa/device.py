@@ -201,10 +201,10 @@ class Projector(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._counters = Counters.from_dict(state["counters"])
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: B027 - simulators have nothing to acquire; drivers override
         """Acquire the hardware (no-op for simulators)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - see open()
         """Release the hardware (no-op for simulators)."""
 
     def __enter__(self) -> Projector:

@@ -98,28 +98,36 @@ def register_device(name: str, factory: Factory, description: str | None = None)
 
 def available_devices() -> dict[str, DeviceEntry]:
     """All devices by name: built-ins, then entry points, then those registered in this process."""
-    entries: dict[str, DeviceEntry] = {}
-    for name, (target, source) in _BUILTIN.items():
-        factory = _load(target)
-        entries[name] = DeviceEntry(name, factory, _first_line(factory), source)
-    for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            factory = point.load()
-        except Exception as exc:  # a broken plug-in must not hide the others
-            entries[point.name] = DeviceEntry(point.name, _broken(point.value, exc),
-                                              f"(failed to load {point.value}: {exc})", point.value)
-            continue
-        entries[point.name] = DeviceEntry(point.name, factory, _first_line(factory), point.value)
-    entries.update(_registered)
-    return entries
+    names = list(_BUILTIN) + [point.name for point in _entry_points()] + list(_registered)
+    return {name: _entry(name) for name in dict.fromkeys(names)}
 
 
 def get_device(name: str) -> DeviceEntry:
-    """The entry for ``name``; the error lists the known names."""
-    entries = available_devices()
-    if name not in entries:
-        raise KeyError(f"unknown device {name!r}; known devices: {', '.join(sorted(entries))}")
-    return entries[name]
+    """The entry for ``name`` (only that one is imported); the error lists the known names."""
+    known = list(_BUILTIN) + [point.name for point in _entry_points()] + list(_registered)
+    if name not in known:
+        raise KeyError(f"unknown device {name!r}; known devices: {', '.join(sorted(set(known)))}")
+    return _entry(name)
+
+
+def _entry(name: str) -> DeviceEntry:
+    if name in _registered:
+        return _registered[name]
+    points = {point.name: point for point in _entry_points()}
+    if name in points:
+        point = points[name]
+        try:
+            factory = point.load()
+        except Exception as exc:  # a broken plug-in must not hide the others
+            return DeviceEntry(name, _broken(point.value, exc), f"(failed to load {point.value}: {exc})", point.value)
+        return DeviceEntry(name, factory, _first_line(factory), point.value)
+    target, source = _BUILTIN[name]
+    factory = _load(target)
+    return DeviceEntry(name, factory, _first_line(factory), source)
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
 def build_projector(name: str, in_features: int, out_features: int, **spec: Any) -> Projector:
