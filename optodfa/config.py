@@ -20,7 +20,8 @@ class TrainConfig:
     """Everything that defines a training run.
 
     Attributes:
-        dataset, data_root, limit: data set name, optional folder, first ``limit`` training samples only.
+        dataset, data_root, download, limit: data set name, optional folder, whether a missing data set may be
+            downloaded (checksummed), first ``limit`` training samples only.
         model, hidden, activation, bias: the network (``mlp`` with hidden widths).
         method: ``"dfa"`` or ``"bp"``.
         device, profile, overrides: the feedback projector (registry name, optional profile, ``{"key": value}``).
@@ -37,6 +38,7 @@ class TrainConfig:
 
     dataset: str = "digits"
     data_root: str | None = None
+    download: bool = False
     limit: int | None = None
     model: str = "mlp"
     hidden: tuple[int, ...] = (800, 800)

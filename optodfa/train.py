@@ -1,0 +1,238 @@
+"""The training loop: one pass from top to bottom — data, model, run file, then per step: align, step, log.
+
+Checkpoints hold the model, the optimiser, the torch random state, the projector's state (noise generator, drift,
+counters) and the position in the epoch; the data order of each epoch is a function of ``(seed, epoch)``, so a
+resumed run replays exactly what an uninterrupted one would have done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+import optodfa
+from optodfa.alignment import gradient_alignment, weight_alignment
+from optodfa.config import TrainConfig
+from optodfa.data import Dataset, add_label_noise, load_dataset
+from optodfa.dfa import DFAModel, convert
+from optodfa.models import mlp
+from optodfa.runlog import RunFile, RunFileError, check_writable
+from optodfa.seeding import derive_seed, torch_generator
+
+DEVICE_SERIES = ("frames", "hardware_seconds", "energy_joules", "saturated_pixels", "projections", "macs")
+
+
+@dataclasses.dataclass
+class Session:
+    """What a run needs in memory: data, the DFA model, its optimiser and the run file."""
+
+    config: TrainConfig
+    data: Dataset
+    model: DFAModel
+    optimizer: torch.optim.Optimizer
+    run: RunFile
+    report: list[str]
+
+
+def versions() -> dict[str, str]:
+    return {"optodfa": optodfa.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "h5py": h5py.__version__, "python": platform.python_version()}
+
+
+def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None = None) -> Session:
+    """Load data, build model and projector, then open the run file: every bad input fails before a file exists."""
+    if run is None:
+        check_writable(out)
+    data = load_dataset(config.dataset, root=config.data_root, download=config.download, limit=config.limit)
+    device = torch.device(config.torch_device)
+    torch.manual_seed(derive_seed(config.seed, 0))
+    network = mlp(data.input_shape, config.hidden, data.num_classes, activation=config.activation,
+                  bias=config.bias).to(device)
+    input_shape = (int(np.prod(data.input_shape)),) if data.x_train.ndim == 2 else tuple(data.input_shape)
+    model, report = convert(network, input_shape, projector=config.device, feedback_seed=config.feedback_seed,
+                            profile=config.profile, overrides=dict(config.overrides), noise_seed=config.noise_seed,
+                            feedback_scale=config.feedback_scale, mode=config.method,
+                            on_nonfinite=config.on_nonfinite)
+    optimizer = make_optimizer(config, model)
+    if run is None:
+        run = RunFile.create(out, {
+            "method": config.method, "device": config.device, "dataset": config.dataset, "seed": config.seed,
+            "feedback_seed": config.feedback_seed, "config": config.to_dict(), "versions": versions(),
+            "device_description": model.projector.describe(), "model": model.describe(),
+            "data_source": data.source, "status": "running"})
+    return Session(config, data, model, optimizer, run, report)
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> tuple[float, float]:
+    """Accuracy in [0, 1] and mean cross-entropy of ``model`` on ``(x, y)``, under ``torch.no_grad``."""
+    was_training = model.training
+    model.eval()
+    correct, loss = 0, 0.0
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
+            out = model(xb)
+            loss += float(F.cross_entropy(out, yb, reduction="sum"))
+            correct += int((out.argmax(1) == yb).sum())
+    model.train(was_training)
+    return correct / len(x), loss / len(x)
+
+
+def train(config: TrainConfig, out: str | Path, *, progress: bool = True, stop_after_steps: int | None = None,
+          log: Callable[[str], None] = print) -> Path:
+    """Train from scratch; write the run file ``out`` as training goes. Returns its path.
+
+    ``stop_after_steps`` ends the process-level run early *without* a final flush, exactly as a kill would (for
+    testing resume).
+    """
+    session = build_session(config, out)
+    for line in session.report:
+        log(line)
+    _loop(session, start=None, progress=progress, stop_after_steps=stop_after_steps, log=log)
+    return session.run.path
+
+
+def resume(path: str | Path, *, progress: bool = True, stop_after_steps: int | None = None,
+           log: Callable[[str], None] = print) -> Path:
+    """Continue the run in ``path`` from its last checkpoint (or from the start if it has none)."""
+    run = RunFile.load(path)
+    if "config" not in run.attrs:
+        raise RunFileError(f"{str(path)!r} is not an optodfa run file (no 'config' attribute)")
+    config = TrainConfig.from_dict(run.attrs["config"])
+    session = build_session(config, path, run=run)
+    start = None
+    if run.checkpoint is not None:
+        state_bytes, attrs = run.checkpoint
+        start = torch.load(io.BytesIO(state_bytes), weights_only=False)
+        run.truncate(attrs["series_lengths"])
+        log(f"resuming {path} at epoch {start['epoch']}, batch {start['batch']} (step {start['step']})")
+    else:
+        run.truncate({})
+    _loop(session, start=start, progress=progress, stop_after_steps=stop_after_steps, log=log)
+    return run.path
+
+
+def _checkpoint(session: Session, epoch: int, batch: int, loss_sum: float, loss_count: int) -> None:
+    model, run = session.model, session.run
+    state = {"epoch": epoch, "batch": batch, "step": model.step, "skipped": model.skipped_batches,
+             "loss_sum": loss_sum, "loss_count": loss_count, "model": model.network.state_dict(),
+             "optimizer": session.optimizer.state_dict(), "projector": model.projector.state_dict(),
+             "torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    run.set_checkpoint(buffer.getvalue(), {"epoch": epoch, "batch": batch, "step": model.step,
+                                           "series_lengths": run.lengths()})
+    run.flush()
+
+
+def _restore(session: Session, state: dict[str, Any]) -> None:
+    model = session.model
+    model.network.load_state_dict(state["model"])
+    session.optimizer.load_state_dict(state["optimizer"])
+    model.projector.load_state_dict(state["projector"])
+    model.step, model.skipped_batches = state["step"], state["skipped"]
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, stop_after_steps: int | None,
+          log: Callable[[str], None]) -> None:
+    config, data, model, optimizer, run = (session.config, session.data, session.model, session.optimizer,
+                                           session.run)
+    device = next(model.parameters()).device
+    y_train = data.y_train
+    if config.label_noise > 0:
+        y_train = add_label_noise(y_train, config.label_noise, data.num_classes,
+                                  seed=derive_seed(config.seed, 3))
+    n_train = len(data.x_train)
+    batches = -(-n_train // config.batch_size)
+    first_epoch, first_batch, loss_sum, loss_count = 0, 0, 0.0, 0
+    if start is not None:
+        _restore(session, start)
+        first_epoch, first_batch = start["epoch"], start["batch"]
+        loss_sum, loss_count = start["loss_sum"], start["loss_count"]
+    steps_this_process = 0
+    model.train()
+
+    for epoch in range(first_epoch, config.epochs):
+        started = time.perf_counter()
+        order = torch.randperm(n_train, generator=torch_generator(config.seed, 2, epoch))
+        bar = tqdm(range(first_batch, batches), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
+                   leave=False, unit="batch")
+        for batch in bar:
+            index = order[batch * config.batch_size:(batch + 1) * config.batch_size]
+            x, y = data.x_train[index].to(device), y_train[index].to(device)
+
+            # Alignment is measured on the batch about to be trained, before the update, with the same weights.
+            if config.alignment_every and model.step % config.alignment_every == 0:
+                _record_alignment(run, model, x, y)
+
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            if model.last_batch_skipped:
+                optimizer.zero_grad(set_to_none=True)
+            else:
+                optimizer.step()
+                loss_sum += float(loss.detach())
+                loss_count += 1
+            if progress:
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+
+            steps_this_process += 1
+            if stop_after_steps is not None and steps_this_process >= stop_after_steps:
+                bar.close()
+                return  # as if killed: nothing after the last flush reaches the file
+            if config.checkpoint_every and model.step % config.checkpoint_every == 0 and batch + 1 < batches:
+                _checkpoint(session, epoch, batch + 1, loss_sum, loss_count)
+        bar.close()
+        first_batch = 0
+
+        accuracy, test_loss = evaluate(model, data.x_test, data.y_test)
+        run.append("metrics/test_accuracy", accuracy)
+        run.append("metrics/test_loss", test_loss)
+        run.append("metrics/train_loss", loss_sum / max(loss_count, 1))
+        run.append("metrics/step", model.step)
+        run.append("metrics/epoch_seconds", time.perf_counter() - started)
+        run.append("metrics/skipped_batches", model.skipped_batches)
+        counters = model.projector.counters()
+        for name in DEVICE_SERIES:
+            run.append(f"device/{name}", getattr(counters, name))
+        loss_sum, loss_count = 0.0, 0
+        log(f"epoch {epoch + 1}/{config.epochs}: test accuracy {accuracy:.4f}, "
+            f"train loss {run.series['metrics/train_loss'][-1]:.4f}")
+        if epoch + 1 == config.epochs:
+            run.attrs["status"] = "completed"
+        _checkpoint(session, epoch + 1, 0, 0.0, 0)
+
+
+def _record_alignment(run: RunFile, model: DFAModel, x: torch.Tensor, y: torch.Tensor) -> None:
+    run.append("alignment/step", model.step)
+    for name, value in gradient_alignment(model, x, y, F.cross_entropy).items():
+        run.append(f"alignment/gradient/{name}", value)
+    for name, value in weight_alignment(model).items():
+        run.append(f"alignment/weight/{name}", value)
+

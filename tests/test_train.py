@@ -1,0 +1,106 @@
+"""The training loop end to end on small data: determinism, resume, non-finite batches, the run file."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import optodfa.train
+from optodfa.config import TrainConfig
+from optodfa.data import load_dataset
+from optodfa.device import NonFiniteError
+from optodfa.runlog import RunFile
+from optodfa.train import resume, train
+
+SMALL = {"dataset": "digits", "hidden": (24, 16), "epochs": 2, "batch_size": 64, "lr": 3e-3,
+         "alignment_every": 5, "limit": 600}
+
+
+def quiet(*_: object) -> None:
+    pass
+
+
+def run(tmp_path, name: str, **changes: object) -> RunFile:
+    path = train(TrainConfig(**{**SMALL, **changes}), tmp_path / name, progress=False, log=quiet)
+    return RunFile.load(path)
+
+
+def same_series(a: RunFile, b: RunFile) -> None:
+    assert a.series.keys() == b.series.keys()
+    for name in a.series:
+        if name != "metrics/epoch_seconds":  # wall time is the one thing allowed to differ
+            assert a.series[name] == b.series[name], name
+
+
+def test_run_file_layout(tmp_path):
+    result = run(tmp_path, "r.h5")
+    attrs = result.attrs
+    assert (attrs["method"], attrs["device"], attrs["dataset"], attrs["seed"], attrs["feedback_seed"]) == (
+        "dfa", "digital", "digits", 0, 0)
+    assert attrs["status"] == "completed" and attrs["config"]["hidden"] == [24, 16]
+    assert {"optodfa", "torch", "numpy", "h5py", "python"} <= set(attrs["versions"])
+    accuracy = result.series["metrics/test_accuracy"]
+    assert len(accuracy) == 2 and all(0 <= a <= 1 for a in accuracy)
+    for layer in ("layer1", "layer2", "total"):
+        assert len(result.series[f"alignment/gradient/{layer}"]) == len(result.series["alignment/step"]) == 4
+    assert len(result.series["alignment/weight/output"]) == 4
+    assert len(result.series["device/frames"]) == 2
+
+
+def test_same_seeds_give_bit_identical_runs(tmp_path):
+    same_series(run(tmp_path, "a.h5"), run(tmp_path, "b.h5"))
+
+
+def test_init_seed_and_feedback_seed_are_separate(tmp_path):
+    base = run(tmp_path, "a.h5", epochs=1)
+    other_init = run(tmp_path, "b.h5", epochs=1, seed=1)
+    other_feedback = run(tmp_path, "c.h5", epochs=1, feedback_seed=1)
+    key = "alignment/gradient/total"
+    assert base.series[key][0] != other_init.series[key][0]
+    assert base.series[key][0] != other_feedback.series[key][0]
+
+
+@pytest.mark.parametrize("checkpoint_every", [0, 3])
+def test_resume_ends_with_the_same_numbers(tmp_path, checkpoint_every):
+    config = TrainConfig(**{**SMALL, "epochs": 3, "checkpoint_every": checkpoint_every})
+    full = RunFile.load(train(config, tmp_path / "full.h5", progress=False, log=quiet))
+    # 10 batches per epoch: stopping after 17 steps is a kill in the middle of epoch 2.
+    train(config, tmp_path / "killed.h5", progress=False, stop_after_steps=17, log=quiet)
+    killed = RunFile.load(tmp_path / "killed.h5")
+    assert killed.attrs["status"] == "running"
+    assert len(killed.series["metrics/test_accuracy"]) == 1
+    resumed = RunFile.load(resume(tmp_path / "killed.h5", progress=False, log=quiet))
+    assert resumed.attrs["status"] == "completed"
+    same_series(full, resumed)
+
+
+def test_bp_method_trains(tmp_path):
+    result = run(tmp_path, "bp.h5", method="bp", epochs=3)
+    assert result.series["metrics/test_accuracy"][-1] > 0.5
+
+
+@pytest.fixture
+def poisoned_digits(monkeypatch):
+    """Digits with one NaN training sample: the batch that holds it has a non-finite error."""
+
+    def load(name, **kwargs):
+        data = load_dataset(name, **kwargs)
+        x = data.x_train.clone()
+        x[5, 0] = float("nan")
+        return dataclasses.replace(data, x_train=x)
+
+    monkeypatch.setattr(optodfa.train, "load_dataset", load)
+
+
+def test_nonfinite_raise_names_the_step(tmp_path, poisoned_digits):
+    with pytest.raises(NonFiniteError, match="training step [0-9]+: error batch holds [0-9]+ non-finite"):
+        run(tmp_path, "nan.h5", alignment_every=0)
+    assert RunFile.load(tmp_path / "nan.h5").series == {}  # the file holds what was flushed: nothing yet
+
+
+def test_nonfinite_skip_counts_batches(tmp_path, poisoned_digits):
+    result = run(tmp_path, "nan.h5", on_nonfinite="skip", alignment_every=0)
+    assert result.series["metrics/skipped_batches"] == [1.0, 2.0]  # one poisoned batch per epoch
+    assert all(np.isfinite(result.series["metrics/train_loss"]))
