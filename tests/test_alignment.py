@@ -48,20 +48,20 @@ def test_random_feedback_starts_unaligned_and_dfa_aligns():
     # Averaged over many hidden units, the cosine of independent random directions is O(1/sqrt(n)); training
     # with DFA must raise it well above that (the alignment phase).
     generator = torch.Generator().manual_seed(5)
-    x = torch.randn(256, 20, generator=generator)
-    y = torch.randint(0, 5, (256,), generator=generator)
+    x = torch.randn(128, 20, generator=generator)
+    y = torch.randint(0, 5, (128,), generator=generator)
     torch.manual_seed(3)
-    net = nn.Sequential(nn.Linear(20, 200), nn.Tanh(), nn.Linear(200, 200), nn.Tanh(), nn.Linear(200, 5))
+    net = nn.Sequential(nn.Linear(20, 100), nn.Tanh(), nn.Linear(100, 100), nn.Tanh(), nn.Linear(100, 5))
     model, _ = convert(net, (20,), feedback_seed=11)
     before = gradient_alignment(model, x, y, F.cross_entropy)["total"]
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(150):
+    for _ in range(200):
         opt.zero_grad()
         F.cross_entropy(model(x), y).backward()
         opt.step()
     after = gradient_alignment(model, x, y, F.cross_entropy)
     assert abs(before) < 0.3
-    assert after["total"] > 0.5 and after["layer1"] > 0.3
+    assert after["total"] > 0.5 and after["layer1"] > 0.4
 
 
 def test_weight_alignment_is_one_for_the_dfa_fixed_point():
