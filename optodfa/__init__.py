@@ -1,6 +1,7 @@
 """optodfa: Direct Feedback Alignment with the feedback projection computed by an optical processing unit."""
 
 from optodfa.device import Acquisition, Counters, FeedbackError, NonFiniteError, OpticalDevice, Projector
+from optodfa.dfa import DFAModel, convert
 from optodfa.registry import ProjectorSpec, available_devices, build_projector, register_device
 
 __version__ = "0.1.0"
@@ -8,6 +9,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Acquisition",
     "Counters",
+    "DFAModel",
     "FeedbackError",
     "NonFiniteError",
     "OpticalDevice",
@@ -16,5 +18,6 @@ __all__ = [
     "__version__",
     "available_devices",
     "build_projector",
+    "convert",
     "register_device",
 ]

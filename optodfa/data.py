@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +32,7 @@ from optodfa.datasets.idx import DataFormatError, read_idx
 from optodfa.datasets.locate import DatasetNotFoundError, data_file, download_dir, find_dataset
 from optodfa.datasets.sources import SOURCES, Source
 from optodfa.seeding import check_seed, torch_generator
-from optodfa.validation import check_choice, check_int, check_real
+from optodfa.validation import check_bool, check_choice, check_int, check_real
 
 __all__ = ["DATASETS", "DIGITS_TEST_SIZE", "Dataset", "DatasetNotFoundError", "add_label_noise", "load_dataset"]
 
@@ -107,8 +106,8 @@ def load_dataset(name: str, *, root: str | os.PathLike[str] | None = None, downl
     check_choice("name", name, DATASETS)
     if root is not None and not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"root must be a path (str or os.PathLike) or None, got {root!r} ({type(root).__name__})")
-    _check_bool("download", download)
-    _check_bool("flatten", flatten)
+    check_bool("download", download)
+    check_bool("flatten", flatten)
     if limit is not None:
         limit = check_int("limit", limit, low=1)
 
@@ -170,11 +169,6 @@ def add_label_noise(labels: torch.Tensor, p: float, num_classes: int, *, seed: i
     replace = torch.rand(len(cpu), generator=generator, dtype=torch.float64) < p
     drawn = torch.randint(num_classes, (len(cpu),), generator=generator, dtype=cpu.dtype)
     return torch.where(replace, drawn, cpu).to(labels.device)
-
-
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
 
 
 def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,8 @@ import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+import numpy as np
+
 T = TypeVar("T")
 
 
@@ -25,6 +27,13 @@ def check_int(name: str, value: Any, *, low: int | None = None, high: int | None
     if (low is not None and value < low) or (high is not None and value > high):
         raise ValueError(f"{name} must be an integer{_range_text(low, high)}, got {value}")
     return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` as ``bool`` if it is ``True``/``False`` (numpy booleans included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
 
 
 def check_real(
