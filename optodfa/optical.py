@@ -1,0 +1,227 @@
+"""Any :class:`~optodfa.device.OpticalDevice` as a :class:`~optodfa.device.Projector`: encode, acquire, decode.
+
+This is the path a real OPU driver takes: the driver implements ``acquire`` only and this class does the rest. The
+projection of an error batch ``e`` (``(n, d)``) is
+
+1. encoding: ``e ≈ s · Σ_k w_k t_k`` with ternary planes ``t_k`` (:mod:`optodfa.encoding`);
+2. readout: the frames of every plane of every sample in one ``acquire`` call, combined into a raw measurement of
+   each plane (:mod:`optodfa.readout`), in the device's intensity units;
+3. normalisation to the unit-variance scale of the digital device (below);
+4. decoding: ``s · Σ_k w_k (normalised plane)``, an estimate of ``e_q @ B_effᵀ`` with ``e_q = s t`` the quantised
+   error.
+
+Normalisation. The linear modes measure ``M t`` with ``M = 2 Re(diag(conj f) R)``, ``f = R r`` the reference field.
+For a Gaussian medium ``E[M_ij²] = 2 Ī_r Ī₁``, with ``Ī_r`` the mean reference intensity and ``Ī₁`` the mean
+intensity of one signal element, so ``B_eff = M / sqrt(2 Ī_r Ī₁)`` has entries of unit variance on average. With
+``evening`` on, row ``i`` is first divided by ``sqrt(I_i(r))`` (the measured reference intensity at pixel ``i``,
+floored at ``evening_floor · Ī_r`` so that dark reference speckle cannot blow up the noise), which makes the rows
+equally strong; then ``B_eff = diag(I(r)^{-1/2}) M / sqrt(2 Ī₁)``, and for a noiseless camera its entries are exactly
+i.i.d. N(0, 1) where the floor is not reached. The intensity mode has no matrix (``effective_matrix()`` is ``None``)
+and is scaled per sample by :meth:`optodfa.readout.IntensityReadout.normalise`.
+
+``Ī_r`` and ``Ī₁`` come from ``intensities`` when the caller knows them (the simulator does, exactly); otherwise the
+projector measures them once, before its first projection: one reference-only frame (``I(r)`` per pixel, its mean
+is ``Ī_r``) and one frame with every signal element lit (its mean over pixels divided by ``d`` estimates ``Ī₁``).
+Those frames count in the device's counters like any other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from optodfa.device import Counters, OpticalDevice, Projector
+from optodfa.encoding import Encoding, TernaryEncoding
+from optodfa.readout import HolographicReadout, IntensityReadout, Readout
+from optodfa.validation import check_int, check_real
+
+__all__ = ["Intensities", "OpticalProjector"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Intensities:
+    """Mean intensities that set the scale, in the device's intensity units.
+
+    Attributes:
+        element: ``Ī₁``, mean intensity at a pixel of one lit signal element.
+        reference: ``Ī_r``, mean intensity at a pixel of the reference pattern alone.
+    """
+
+    element: float
+    reference: float
+
+    def __post_init__(self) -> None:
+        check_real("element intensity", self.element, low=0.0, low_open=True)
+        check_real("reference intensity", self.reference, low=0.0, low_open=True)
+
+
+class OpticalProjector(Projector):
+    """Projects errors through an optical device with an encoding and a readout mode.
+
+    Args:
+        device: the raw device; its first ``in_features`` input elements and first ``out_features`` camera pixels
+            are used.
+        in_features: error dimension ``d`` (at most ``device.input_pixels``).
+        out_features: feedback width ``D`` (at most ``device.output_pixels``).
+        encoding: error encoding (default: ternary, threshold 0.25 of the per-sample max).
+        readout: readout mode (default: holographic 4-frame).
+        evening: divide row ``i`` by ``sqrt(I_i(r))`` (linear modes only).
+        evening_floor: floor of ``I_i(r)`` as a fraction of its mean, in (0, 1].
+        intensities: ``Ī₁`` and ``Ī_r`` if known; measured once otherwise.
+        raw_matrix: callable returning the ``(D, d)`` matrix ``M`` (intensity units) the device applies, for
+            :meth:`effective_matrix`; a simulator knows it, a real device gets it from calibration.
+        description: extra plain data for :meth:`describe` (e.g. the resolved profile).
+    """
+
+    def __init__(self, device: OpticalDevice, *, in_features: int, out_features: int,
+                 encoding: Encoding | None = None, readout: Readout | None = None, evening: bool = False,
+                 evening_floor: float = 0.05, intensities: Intensities | None = None,
+                 raw_matrix: Callable[[], torch.Tensor] | None = None,
+                 description: Mapping[str, Any] | None = None) -> None:
+        if not isinstance(device, OpticalDevice):
+            raise TypeError(f"device must implement the OpticalDevice protocol (input_pixels, output_pixels, "
+                            f"bit_depth, frame_time_s, acquire, ...), got {type(device).__name__}")
+        check_int("in_features", in_features, low=1, high=device.input_pixels)
+        check_int("out_features", out_features, low=1, high=device.output_pixels)
+        super().__init__(in_features, out_features)
+        self.device = device
+        self.encoding = encoding if encoding is not None else TernaryEncoding()
+        self.readout = readout if readout is not None else HolographicReadout()
+        if not isinstance(evening, bool):
+            raise TypeError(f"readout.evening must be true or false, got {evening!r}")
+        if evening and not self.readout.linear:
+            raise ValueError(f"readout.evening applies to linear readout modes only; readout.mode is "
+                             f"{self.readout.name!r}")
+        self.evening = evening
+        self.evening_floor = check_real("readout.evening_floor", evening_floor, low=0.0, high=1.0, low_open=True)
+        self._intensities = intensities
+        self._intensities_measured = False
+        self._reference_intensity: torch.Tensor | None = None
+        self._raw_matrix = raw_matrix
+        self._description = dict(description or {})
+        self._device_base = device.counters()
+
+    # -- projection ------------------------------------------------------------------------------------------
+    def _project(self, e: torch.Tensor) -> torch.Tensor:
+        self._prepare(e.device)
+        encoded = self.encoding.encode(e)
+        p, n, d = encoded.planes.shape
+        planes = encoded.planes.reshape(p * n, d)
+        plus, minus = self._pad(planes > 0), self._pad(planes < 0)
+        raw = self.readout.measure(self.device, plus, minus).to(device=e.device)
+        if raw.shape[1] != self.out_features:
+            raw = raw[:, : self.out_features].contiguous()
+        # raw is this call's own tensor: normalise and decode in place.
+        if self.readout.linear:
+            raw.mul_(self._row_scale(raw.dtype, e.device))
+        else:
+            IntensityReadout.normalise(raw, plus, minus, self.intensities.element)
+        out = self.encoding.decode(raw.view(p, n, self.out_features), encoded)
+        return out.to(e.dtype)
+
+    def effective_matrix(self) -> torch.Tensor | None:
+        """``(D, d)`` normalised matrix the device applies (linear modes with a known raw matrix), else ``None``."""
+        if self._raw_matrix is None or not self.readout.linear:
+            return None
+        raw = self._raw_matrix()[: self.out_features, : self.in_features]
+        self._prepare(raw.device)
+        return raw * self._row_scale(raw.dtype, raw.device)[:, None]
+
+    @property
+    def intensities(self) -> Intensities:
+        """``Ī₁`` and ``Ī_r`` (measured on first use when not given)."""
+        if self._intensities is None:
+            self._measure()
+        assert self._intensities is not None
+        return self._intensities
+
+    def frames_per_sample(self) -> int:
+        """Frames one error vector costs: planes x frames per plane."""
+        return self.encoding.planes * self.readout.frames_per_plane
+
+    # -- bookkeeping -----------------------------------------------------------------------------------------
+    def counters(self) -> Counters:
+        """Calls, projections and MACs of this projector, plus the device's frames, time, energy and saturation."""
+        counters = super().counters()
+        now = self.device.counters()
+        counters.frames = now.frames - self._device_base.frames
+        counters.hardware_seconds = now.hardware_seconds - self._device_base.hardware_seconds
+        counters.energy_joules = now.energy_joules - self._device_base.energy_joules
+        counters.saturated_pixels = now.saturated_pixels - self._device_base.saturated_pixels
+        return counters
+
+    def reset_counters(self) -> None:
+        super().reset_counters()
+        self._device_base = self.device.counters()
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "encoding": self.encoding.describe(), "readout": self.readout.describe(),
+                "evening": self.evening, "evening_floor": self.evening_floor,
+                "frames_per_sample": self.frames_per_sample(),
+                "intensities": None if self._intensities is None else dataclasses.asdict(self._intensities),
+                "intensities_measured": self._intensities_measured,
+                "device": self.device.describe(), **self._description}
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["device_base"] = self._device_base.as_dict()
+        state["intensities"] = None if self._intensities is None else dataclasses.asdict(self._intensities)
+        state["intensities_measured"] = self._intensities_measured
+        state["reference_intensity"] = (None if self._reference_intensity is None
+                                        else self._reference_intensity.detach().cpu())
+        device_state = getattr(self.device, "state_dict", None)
+        state["device"] = device_state() if callable(device_state) else None
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self._device_base = Counters.from_dict(state["device_base"])
+        self._intensities = None if state["intensities"] is None else Intensities(**state["intensities"])
+        self._intensities_measured = bool(state["intensities_measured"])
+        self._reference_intensity = state["reference_intensity"]
+        if state["device"] is not None:
+            self.device.load_state_dict(state["device"])  # type: ignore[attr-defined]
+
+    def open(self) -> None:
+        self.device.open()
+
+    def close(self) -> None:
+        self.device.close()
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _pad(self, frames: torch.Tensor) -> torch.Tensor:
+        extra = self.device.input_pixels - frames.shape[1]
+        return torch.nn.functional.pad(frames, (0, extra)) if extra else frames
+
+    def _prepare(self, device: torch.device) -> None:
+        """Measure what the scale needs and has not been given (once)."""
+        if self._intensities is None or (self.evening and self._reference_intensity is None):
+            self._measure()
+        if self._reference_intensity is not None and self._reference_intensity.device != device:
+            self._reference_intensity = self._reference_intensity.to(device)
+
+    def _measure(self) -> None:
+        zeros = torch.zeros(1, self.device.input_pixels, dtype=torch.bool)
+        reference = self.device.acquire(zeros, reference=True).intensity()[0, : self.out_features]
+        self._reference_intensity = reference
+        if self._intensities is None:
+            lit = zeros.clone()
+            lit[0, : self.in_features] = True
+            signal = self.device.acquire(lit, reference=False).intensity()[0, : self.out_features]
+            self._intensities = Intensities(element=float(signal.mean()) / self.in_features,
+                                            reference=float(reference.mean()))
+            self._intensities_measured = True
+
+    def _row_scale(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """``(D,)`` factors taking raw rows to the unit-variance scale (see the module docstring)."""
+        levels = self.intensities
+        if not self.evening:
+            value = (2.0 * levels.reference * levels.element) ** -0.5
+            return torch.full((self.out_features,), value, dtype=dtype, device=device)
+        assert self._reference_intensity is not None
+        floor = self.evening_floor * levels.reference
+        reference = self._reference_intensity.to(dtype=dtype, device=device).clamp_min(floor)
+        return reference.rsqrt() * (2.0 * levels.element) ** -0.5

@@ -1,0 +1,148 @@
+"""Readout modes: from camera intensities of binary frames to a projection of one ternary plane.
+
+For a ternary plane ``t = t⁺ − t⁻`` (binary frames ``t⁺``, ``t⁻``) and the device's fixed reference pattern ``r``
+(on mirrors no signal frame uses), write ``I(x) = |R x|²``, ``f = R r`` and ``M = 2 Re(diag(conj f) R)`` restricted
+to the signal elements, so that ``I(x + r) − I(x) − I(r) = M x`` exactly. Each mode returns its raw combination of
+intensities, ``(N, output_pixels)`` in the device's intensity units:
+
+* ``holographic`` — 4 frames per plane: ``I(t⁺+r) − I(t⁺) − I(t⁻+r) + I(t⁻) = M t``. ``I(r)`` cancels, the result
+  is exactly linear in ``t`` (up to camera noise and quantisation).
+* ``strong-reference`` — 2 frames per plane: ``I(t⁺+r) − I(t⁻+r) = M t + (|R t⁺|² − |R t⁻|²)``. The quadratic
+  residual has about ``sqrt(signal mirrors / reference mirrors)`` of the size of ``M t``, small under a strong
+  reference.
+* ``intensity`` — 2 frames per plane, no reference: ``|R t⁺|² − |R t⁻|²``, a fixed non-linear map of ``t``.
+
+How each mode's scale is made comparable to a unit-variance matrix is in :class:`optodfa.optical.OpticalProjector`:
+linear modes divide by the expected RMS of the entries of ``M``; the intensity mode divides each sample by the
+expected RMS of its intensity difference and multiplies by ``‖t‖`` (see :meth:`Readout.normalise`).
+
+Frames are shown in one ``acquire`` call per batch so a real device can stream them. The frames of one plane are
+consecutive (``t⁺+r, t⁺, t⁻+r, t⁻`` for plane 0, then plane 1, ...), so that a drifting medium changes as little
+as possible between the frames that are combined; this order is part of each mode's definition.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+
+from optodfa.device import Acquisition, OpticalDevice
+from optodfa.validation import check_choice
+
+__all__ = ["READOUTS", "HolographicReadout", "IntensityReadout", "Readout", "StrongReferenceReadout",
+           "make_readout"]
+
+
+class Readout(ABC):
+    """A way to measure one signed plane per sample with an :class:`OpticalDevice`.
+
+    Attributes:
+        name: registry name.
+        frames_per_plane: frames shown per ternary plane of each sample.
+        linear: whether the result is exactly linear in the plane (so a matrix ``B_eff`` describes it).
+    """
+
+    name: str
+    frames_per_plane: int
+    linear: bool
+
+    def measure(self, device: OpticalDevice, plus: torch.Tensor, minus: torch.Tensor) -> torch.Tensor:
+        """Show the frames for ``N`` planes and combine the intensities.
+
+        Args:
+            device: any optical device.
+            plus, minus: ``(N, device.input_pixels)`` bool frames ``t⁺`` and ``t⁻``.
+
+        Returns:
+            ``(N, device.output_pixels)`` float32/float64 (the dtype of the intensity scale) raw combination.
+        """
+        frames, reference, signs = self._frames(plus, minus)
+        acquisition = device.acquire(frames, reference=reference)
+        return _signed_sum(acquisition, signs, plus.shape[0])
+
+    @abstractmethod
+    def _frames(self, plus: torch.Tensor, minus: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | bool,
+                                                                         tuple[float, ...]]:
+        """Frames (``F`` per plane, consecutive), reference flags and the sign of each of the ``F`` frames."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"mode": self.name, "frames_per_plane": self.frames_per_plane, "linear": self.linear}
+
+
+class HolographicReadout(Readout):
+    """4 frames per plane, ``I(t⁺+r) − I(t⁺) − I(t⁻+r) + I(t⁻) = M t``: exactly linear."""
+
+    name = "holographic"
+    frames_per_plane = 4
+    linear = True
+
+    def _frames(self, plus: torch.Tensor, minus: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                         tuple[float, ...]]:
+        n = plus.shape[0]
+        frames = torch.stack([plus, plus, minus, minus], dim=1).view(4 * n, -1)
+        reference = torch.tensor([True, False, True, False], device=plus.device).repeat(n)
+        return frames, reference, (1.0, -1.0, -1.0, 1.0)
+
+
+class StrongReferenceReadout(Readout):
+    """2 frames per plane, ``I(t⁺+r) − I(t⁻+r) = M t + (|R t⁺|² − |R t⁻|²)``: linear plus a quadratic residual."""
+
+    name = "strong-reference"
+    frames_per_plane = 2
+    linear = True
+
+    def _frames(self, plus: torch.Tensor, minus: torch.Tensor) -> tuple[torch.Tensor, bool, tuple[float, ...]]:
+        return torch.stack([plus, minus], dim=1).view(2 * plus.shape[0], -1), True, (1.0, -1.0)
+
+
+class IntensityReadout(Readout):
+    """2 frames per plane, ``|R t⁺|² − |R t⁻|²`` without reference: a fixed non-linear map of ``t``."""
+
+    name = "intensity"
+    frames_per_plane = 2
+    linear = False
+
+    def _frames(self, plus: torch.Tensor, minus: torch.Tensor) -> tuple[torch.Tensor, bool, tuple[float, ...]]:
+        return torch.stack([plus, minus], dim=1).view(2 * plus.shape[0], -1), False, (1.0, -1.0)
+
+    @staticmethod
+    def normalise(raw: torch.Tensor, plus: torch.Tensor, minus: torch.Tensor,
+                  element_intensity: float) -> torch.Tensor:
+        """Scale ``(N, D)`` intensity differences so their mean square per pixel is about ``‖t‖²`` (in place).
+
+        With ``k±`` lit elements, ``|R t±|²`` is exponential with mean ``k± Ī₁`` (``Ī₁ = element_intensity``, the
+        mean intensity of one element), so the difference has mean square ``Ī₁² (k⁺² + k⁻² + (k⁺ − k⁻)²)``; dividing
+        by its root and multiplying by ``sqrt(k⁺ + k⁻) = ‖t‖`` matches the scale of a unit-variance matrix applied
+        to ``t``. Planes with no lit element stay zero.
+        """
+        k_plus = plus.sum(dim=1, dtype=raw.dtype)
+        k_minus = minus.sum(dim=1, dtype=raw.dtype)
+        rms = element_intensity * (k_plus.square() + k_minus.square() + (k_plus - k_minus).square()).sqrt()
+        factor = (k_plus + k_minus).sqrt() / rms.clamp_min(torch.finfo(raw.dtype).tiny)
+        return raw.mul_(factor[:, None])
+
+
+READOUTS: dict[str, type[Readout]] = {"holographic": HolographicReadout, "strong-reference": StrongReferenceReadout,
+                                      "intensity": IntensityReadout}
+
+
+def make_readout(mode: str) -> Readout:
+    """A readout by name: ``holographic``, ``strong-reference`` or ``intensity``."""
+    return READOUTS[check_choice("readout.mode", mode, tuple(READOUTS))]()
+
+
+def _signed_sum(acquisition: Acquisition, signs: tuple[float, ...], n: int) -> torch.Tensor:
+    """``Σ_f signs[f] · intensity(frame f of each plane)`` for ``n`` planes of ``len(signs)`` consecutive frames."""
+    frames = len(signs)
+    counts = acquisition.counts.view(n, frames, -1)
+    weights = acquisition.intensity_per_count.view(n, frames)
+    signed = weights * torch.tensor(signs, dtype=weights.dtype, device=weights.device)
+    out = counts[:, 0] * signed[:, 0:1]
+    for f in range(1, frames):
+        out.addcmul_(counts[:, f], signed[:, f : f + 1])
+    # The dark offset is subtracted from every count; with per-frame scales it does not cancel in the sum.
+    if acquisition.dark_offset:
+        out.sub_(signed.sum(dim=1, keepdim=True) * acquisition.dark_offset)
+    return out

@@ -1,0 +1,73 @@
+"""Speckle statistics of the simulated OPU (SPEC §2), with and without the macropixel shortcut.
+
+Statistical tests use fixed seeds; tolerances are 5 standard errors of the estimate at the sample size used, and
+goodness-of-fit tests require p > 1e-3.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+
+def frame_with_ones(elements: int, ones: list[int]) -> torch.Tensor:
+    frame = torch.zeros(1, elements, dtype=torch.bool)
+    frame[0, ones] = True
+    return frame
+
+
+@pytest.mark.parametrize("shortcut", [True, False])
+@pytest.mark.parametrize(("k", "m"), [(1, 1), (3, 1), (7, 1), (2, 4), (5, 3)])
+def test_speckle_intensity_is_exponential_with_mean_k_m_sigma2(device_factory, shortcut, k, m):
+    outputs = 20000 if shortcut else 4000
+    device = device_factory(elements=8, outputs=outputs, macropixel=m, macropixel_shortcut=shortcut, seed=k + 10 * m)
+    intensity = device.intensity(frame_with_ones(8, list(range(k))))[0].numpy()
+    mean = k * m  # σ² = 1
+    # Exponential law: the mean has SE = mean/sqrt(M); goodness of fit by Kolmogorov-Smirnov.
+    assert abs(intensity.mean() - mean) < 5 * mean / math.sqrt(outputs)
+    assert stats.kstest(intensity, "expon", args=(0, mean)).pvalue > 1e-3
+
+
+def test_variance_of_the_field_is_proportional_to_ones_and_macropixel(device_factory):
+    outputs = 20000
+    for m in (1, 3, 8):
+        device = device_factory(elements=10, outputs=outputs, macropixel=m, seed=m)
+        for k in (1, 4, 9):
+            field_variance = device.intensity(frame_with_ones(10, list(range(k))))[0].mean().item()
+            assert abs(field_variance / (k * m) - 1) < 5 / math.sqrt(outputs)
+
+
+def test_distinct_output_pixels_are_independent(device_factory):
+    outputs = 40000
+    device = device_factory(elements=8, outputs=outputs, seed=3)
+    intensity = device.intensity(frame_with_ones(8, [0, 2, 5]))[0].numpy()
+    first, second = intensity[0::2], intensity[1::2]  # disjoint pairs of distinct pixels
+    # Chi-square test of independence on quartile bins of the two members of each pair.
+    edges = np.quantile(intensity, [0.25, 0.5, 0.75])
+    table = np.zeros((4, 4))
+    np.add.at(table, (np.searchsorted(edges, first), np.searchsorted(edges, second)), 1)
+    assert stats.chi2_contingency(table).pvalue > 1e-3
+    # Correlation of intensities at pixels i and i+1 (SE of a correlation ~ 1/sqrt(pairs)).
+    assert abs(np.corrcoef(first, second)[0, 1]) < 5 / math.sqrt(first.size)
+
+
+def test_holographic_signal_is_exactly_additive_on_disjoint_supports(device_factory):
+    device = device_factory(elements=12, outputs=3000, macropixel=2, reference=200)
+    none = torch.zeros(1, 12, dtype=torch.bool)
+    reference_alone = device.intensity(none, reference=True)
+
+    def psi(frame: torch.Tensor) -> torch.Tensor:
+        return device.intensity(frame, reference=True) - device.intensity(frame) - reference_alone
+
+    a, b = frame_with_ones(12, [0, 3, 4]), frame_with_ones(12, [1, 7, 11])
+    total = psi(a | b)
+    scale = float(device.intensity(a | b, reference=True).abs().max())
+    # Noise off, float64: equality up to rounding of sums of intensities of size `scale`.
+    tolerance = 64 * torch.finfo(torch.float64).eps * scale
+    assert (total - psi(a) - psi(b)).abs().max() < tolerance
+    matrix = device.holographic_matrix()
+    assert (total[0] - matrix @ (a | b)[0].to(torch.float64)).abs().max() < tolerance
