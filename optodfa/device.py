@@ -6,7 +6,7 @@ Two levels, one verb each:
   driver implements only this level and reuses optodfa's encoders and decoders.
 * :class:`Projector` is what DFA calls: an error batch ``e`` of shape ``(n, d)`` in, an estimate of ``B_eff e`` of
   shape ``(n, D)`` out (``project``). Digital and analog devices implement it directly; optical ones through
-  :class:`optodfa.encoding.OpticalProjector`, which wraps any :class:`OpticalDevice`.
+  :class:`optodfa.optical.OpticalProjector`, which wraps any :class:`OpticalDevice`.
 
 Nothing in ``dfa.py`` asks which kind of projector it holds. Tensors in and out are torch tensors on the caller's
 device; implementations may compute elsewhere inside and say so in ``describe()``.
@@ -79,16 +79,17 @@ class Acquisition(NamedTuple):
 
     Attributes:
         counts: ``(n, M)`` camera counts, integer-valued (an integer dtype when the ADC has a finite bit depth,
-            float32 when the device models unlimited bits).
+            the device's floating dtype when it models unlimited bits).
         intensity_per_count: ``(n,)`` intensity units per count for each frame (undoes gain and exposure).
         dark_offset: counts added by the camera in the dark (subtracted before scaling).
-        saturated: readings clipped at full scale in this acquisition.
+        saturated: readings clipped at full scale in this acquisition (a 0-d tensor on the compute device, so
+            that reading the camera needs no host round trip; ``int(...)`` when needed).
     """
 
     counts: torch.Tensor
     intensity_per_count: torch.Tensor
     dark_offset: float = 0.0
-    saturated: int = 0
+    saturated: int | torch.Tensor = 0
 
     def intensity(self) -> torch.Tensor:
         """``(n, M)`` float estimate of the optical intensity ``|R x|²`` in the device's intensity units."""
