@@ -14,6 +14,18 @@ from torch import nn
 from torch.nn import functional as F
 
 from optodfa.dfa import DFAModel
+from optodfa.fidelity import Fidelity, feedback_fidelity, fidelity, measure_fidelity
+
+__all__ = [
+    "Fidelity",
+    "cross_seed_cosine",
+    "feedback_fidelity",
+    "feedback_signal",
+    "fidelity",
+    "gradient_alignment",
+    "measure_fidelity",
+    "weight_alignment",
+]
 
 TOTAL = "total"
 

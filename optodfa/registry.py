@@ -85,6 +85,7 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     # name: (module:attribute of the factory, source). Imported lazily so `optodfa devices` stays fast.
     "digital": ("optodfa.sim.digital:build", "built-in"),
     "opu-sim": ("optodfa.sim.opu:build", "built-in"),
+    "opu-twin": ("optodfa.sim.twin:build", "built-in"),
 }
 _registered: dict[str, DeviceEntry] = {}
 
