@@ -24,14 +24,13 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from benchmarks.timing import interleaved_medians
 from optodfa.registry import build_projector
 
 SHAPES = ((128, 10, 3_000), (128, 10, 100_000), (256, 1024, 8192))
@@ -80,20 +79,7 @@ def projector_call(name: str, d: int, big_d: int, e: torch.Tensor, device: torch
 def measure(calls: dict[str, Callable[[], None]], rounds: int, min_time: float,
             sync: Callable[[], None]) -> dict[str, float]:
     """Median over rounds of the median seconds per call; each round repeats a call for at least ``min_time``."""
-    for call in calls.values():  # warm-up: allocator, thread pools, lazily built matrices
-        call()
-    per_round: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            times: list[float] = []
-            while not times or (sum(times) < min_time and len(times) < 50):
-                sync()
-                start = time.perf_counter()
-                call()
-                sync()
-                times.append(time.perf_counter() - start)
-            per_round[name].append(statistics.median(times))
-    return {name: statistics.median(values) for name, values in per_round.items()}
+    return interleaved_medians(calls, rounds=rounds, sync=sync, repeats=50, min_time=min_time)
 
 
 def breakdown(call: Callable[[], None], calls: int = 3, top: int = 8) -> list[str]:

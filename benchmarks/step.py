@@ -11,14 +11,13 @@ grad, so autograd also computes the gradient with respect to each hidden layer's
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from benchmarks.timing import interleaved_medians
 from optodfa import models
 from optodfa.dfa import convert
 
@@ -69,24 +68,6 @@ def step_timer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, inject: bo
     return step
 
 
-def measure(steps: dict[str, Callable[[], None]], repeats: int, rounds: int, sync: Callable[[], None]) -> dict:
-    for step in steps.values():  # warm-up: allocator, thread pools, first-call costs
-        for _ in range(3):
-            step()
-    per_round: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            times = []
-            for _ in range(repeats):
-                sync()
-                start = time.perf_counter()
-                step()
-                sync()
-                times.append(time.perf_counter() - start)
-            per_round[name].append(statistics.median(times))
-    return {name: statistics.median(values) for name, values in per_round.items()}
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20, help="steps per variant per round")
@@ -108,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     steps = {"BP": step_timer(bp, x, y), "DFA digital": step_timer(digital, x, y),
              "DFA opu-sim": step_timer(optical, x, y),
              "DFA digital, input grads kept": step_timer(input_grad, x, y, inject=True)}
-    result = measure(steps, args.repeats, args.rounds, sync)
+    result = interleaved_medians(steps, rounds=args.rounds, sync=sync, repeats=args.repeats, warmup=3)
 
     print(f"MLP {'-'.join(map(str, WIDTHS))}, batch 128, {device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; median of {args.rounds} rounds x {args.repeats} steps")
