@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
+import torch
 
 import optodfa.train
+from optodfa.cli import main
 from optodfa.config import TrainConfig
 from optodfa.data import load_dataset
 from optodfa.device import NonFiniteError
-from optodfa.runlog import RunFile
+from optodfa.runlog import RunFile, RunFileError
 from optodfa.train import resume, train
 
 SMALL = {"dataset": "digits", "hidden": (24, 16), "epochs": 2, "batch_size": 64, "lr": 3e-3,
@@ -104,3 +111,32 @@ def test_nonfinite_skip_counts_batches(tmp_path, poisoned_digits):
     result = run(tmp_path, "nan.h5", on_nonfinite="skip", alignment_every=0)
     assert result.series["metrics/skipped_batches"] == [1.0, 2.0]  # one poisoned batch per epoch
     assert all(np.isfinite(result.series["metrics/train_loss"]))
+
+
+def test_sigkill_keeps_the_file_readable_and_resumable(tmp_path):
+    """A real kill -9 in the middle of training: the file holds the last flush and resumes to the same numbers."""
+    args = ["--dataset", "digits", "--hidden", "16", "--epochs", "2", "--batch-size", "16", "--lr", "1e-3",
+            "--alignment-every", "10", "--checkpoint-every", "7", "--no-progress"]
+    full = tmp_path / "full.h5"
+    assert main(["train", *args, "--out", str(full)]) == 0
+    killed = tmp_path / "killed.h5"
+    # Bit-identical needs the same number of threads on both sides (float sums are ordered by thread).
+    environment = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    process = subprocess.Popen([sys.executable, "-m", "optodfa.cli", "train", *args, "--out", str(killed)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:  # the file is replaced atomically, so a reader never sees half of it
+            checkpoint = RunFile.load(killed).checkpoint
+        except RunFileError:
+            checkpoint = None
+        if checkpoint is not None and checkpoint[1]["step"] >= 14:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = RunFile.load(killed)
+    if state.attrs["status"] == "completed":
+        pytest.fail("the run finished before it could be killed; make it longer")
+    resume(killed, progress=False, log=quiet)
+    same_series(RunFile.load(full), RunFile.load(killed))
