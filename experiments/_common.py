@@ -1,0 +1,95 @@
+"""What every experiment shares: command-line flags, and one writer for its HDF5 file, figure and table.
+
+An experiment named ``NAME`` writes ``<out>/NAME/NAME.h5`` (arrays and settings), ``NAME.png`` (its figure) and
+``NAME.md`` (a markdown table with the key figures), and nothing else. Figures are built as
+:class:`matplotlib.figure.Figure` objects without pyplot, so nothing depends on a display or global plot state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from matplotlib.figure import Figure
+
+Arrays = Mapping[str, "np.ndarray | Arrays"]
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, seeds: int) -> None:
+    """``--quick``, ``--seeds`` (default ``seeds``) and ``--out`` (default ``results``)."""
+    parser.add_argument("--quick", action="store_true",
+                        help="a small version (seconds) for smoke tests; the default is the full figure")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help=f"number of initialisation seeds (default {seeds}, fewer with --quick)")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="results directory (default results/)")
+
+
+def chosen_settings(args: argparse.Namespace, full: Any, quick: Any) -> Any:
+    """The settings record (a frozen dataclass with a ``seeds`` field) that ``--quick`` and ``--seeds`` select."""
+    settings = quick if args.quick else full
+    if args.seeds is not None:
+        settings = dataclasses.replace(settings, seeds=args.seeds)
+    return settings
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub markdown table; floats are printed with 4 significant digits."""
+    def cell(x: Any) -> str:
+        if isinstance(x, float | np.floating):
+            return f"{x:.4g}"
+        return str(x)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(name: str, *, arrays: Arrays, attrs: Mapping[str, Any], figure: Figure, table: str,
+                  out: str | Path = "results", title: str | None = None) -> dict[str, Path]:
+    """Write ``out/name/name.{h5,png,md}`` and return their paths by suffix.
+
+    ``arrays`` may nest (a mapping becomes an HDF5 group). ``attrs`` go on the file's root: numbers and strings
+    as they are, anything else as JSON; the command line, Python version and time are added.
+    """
+    if not name or not name.replace("_", "").isalnum():
+        raise ValueError(f"name must be a non-empty identifier (letters, digits, _), got {name!r}")
+    folder = Path(out) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {suffix: folder / f"{name}.{suffix}" for suffix in ("h5", "png", "md")}
+    with h5py.File(paths["h5"], "w") as handle:
+        _write_group(handle, arrays)
+        meta = {**attrs, "command": " ".join(sys.argv), "python": platform.python_version(),
+                "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        for key, value in meta.items():
+            handle.attrs[key] = value if isinstance(value, int | float | str | np.number) else json.dumps(
+                value, default=_jsonable)
+    figure.savefig(paths["png"], dpi=130, bbox_inches="tight")
+    heading = f"# {title or name}\n\n"
+    paths["md"].write_text(heading + table)
+    return paths
+
+
+def _write_group(group: h5py.Group, arrays: Arrays) -> None:
+    for key, value in arrays.items():
+        if isinstance(value, Mapping):
+            _write_group(group.create_group(key), value)
+        else:
+            group.create_dataset(key, data=np.asarray(value))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} as a run attribute")
