@@ -54,7 +54,7 @@ def versions() -> dict[str, str]:
 def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None = None) -> Session:
     """Load data, build model and projector, then open the run file: every bad input fails before a file exists."""
     if run is None:
-        check_writable(out)
+        check_writable(out)  # before the data load, which can take seconds; RunFile.create writes it at the end
     data = load_dataset(config.dataset, root=config.data_root, download=config.download, limit=config.limit)
     device = torch.device(config.torch_device)
     torch.manual_seed(derive_seed(config.seed, 0))
