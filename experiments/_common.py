@@ -33,12 +33,17 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, seeds: int) -> None
     parser.add_argument("--out", type=Path, default=Path("results"), help="results directory (default results/)")
 
 
-def chosen_settings(args: argparse.Namespace, full: Any, quick: Any) -> Any:
-    """The settings record (a frozen dataclass with a ``seeds`` field) that ``--quick`` and ``--seeds`` select."""
+def parse_settings(argv: Sequence[str] | None, description: str, full: Any, quick: Any,
+                   ) -> tuple[argparse.Namespace, Any]:
+    """Parse the common flags; return them and the settings record (a frozen dataclass with a ``seeds`` field)
+    that ``--quick`` and ``--seeds`` select."""
+    parser = argparse.ArgumentParser(description=description)
+    add_common_arguments(parser, seeds=full.seeds)
+    args = parser.parse_args(argv)
     settings = quick if args.quick else full
     if args.seeds is not None:
         settings = dataclasses.replace(settings, seeds=args.seeds)
-    return settings
+    return args, settings
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

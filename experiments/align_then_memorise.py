@@ -10,7 +10,6 @@ initial overlaps, so ODE means and simulation means are over the same starts.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from experiments._common import add_common_arguments, chosen_settings, markdown_table, write_results
+from experiments._common import markdown_table, parse_settings, write_results
 from optodfa.theory import Dynamics, OrderParameters, Trajectory, draw_weights, integrate, log_time_grid, simulate
 
 NAME = "align_then_memorise"
@@ -122,10 +121,7 @@ def figure(results: dict, settings: Settings) -> Figure:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser, seeds=Settings.seeds)
-    args = parser.parse_args(argv)
-    settings = chosen_settings(args, Settings(), QUICK)
+    args, settings = parse_settings(argv, __doc__.splitlines()[0], Settings(), QUICK)
     results = run(settings)
     rows, key_figures = summarise(results)
     arrays = {f"K{K}_M{M}_{alg}": {"ode": ode.arrays(), "simulation": sim.arrays()}

@@ -11,7 +11,6 @@ started at the same initial overlaps.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from experiments._common import add_common_arguments, chosen_settings, markdown_table, write_results
+from experiments._common import markdown_table, parse_settings, write_results
 from optodfa.theory import Dynamics, OrderParameters, Trajectory, draw_weights, integrate, log_time_grid, simulate
 
 NAME = "degeneracy_breaking"
@@ -118,12 +117,10 @@ def figure(results: dict, settings: Settings) -> Figure:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser, seeds=Settings.seeds)
-    args = parser.parse_args(argv)
-    settings = chosen_settings(args, Settings(), QUICK)
+    args, settings = parse_settings(argv, __doc__.splitlines()[0], Settings(), QUICK)
     if settings.seeds < 2:
-        parser.error(f"--seeds must be at least 2 (cross-seed cosines need pairs), got {settings.seeds}")
+        print(f"--seeds must be at least 2 (cross-seed cosines need pairs), got {settings.seeds}", file=sys.stderr)
+        raise SystemExit(2)
     results = run(settings)
     rows, key = summarise(results)
     arrays = {alg: {"ode": ode.arrays(), "simulation": sim.arrays()} for alg, (ode, sim) in results.items()}

@@ -12,7 +12,6 @@ the error's scale, amounts to). For ``redrawn`` the signal-to-noise ratio of the
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from experiments._common import add_common_arguments, chosen_settings, markdown_table, write_results
+from experiments._common import markdown_table, parse_settings, write_results
 from optodfa.theory import (
     FEEDBACK_NOISE_MODES,
     Dynamics,
@@ -130,10 +129,7 @@ def figure(results: dict, settings: Settings) -> Figure:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_common_arguments(parser, seeds=Settings.seeds)
-    args = parser.parse_args(argv)
-    settings = chosen_settings(args, Settings(), QUICK)
+    args, settings = parse_settings(argv, __doc__.splitlines()[0], Settings(), QUICK)
     results = run(settings)
     rows, key = summarise(results, settings)
     arrays = {f"{mode}_s{s:g}": {"ode": ode.arrays(), "simulation": sim.arrays()}
