@@ -46,6 +46,22 @@ def parse_settings(argv: Sequence[str] | None, description: str, full: Any, quic
     return args, settings
 
 
+def train_or_reuse(label: str, config: Any, folder: Path) -> Any:
+    """Train ``config`` (a :class:`optodfa.config.TrainConfig`) into ``folder/<label>.h5`` and return the loaded
+    run file; a completed run of the same configuration already there is reused instead of trained again."""
+    from optodfa.runlog import RunFile
+    from optodfa.train import train
+
+    path = folder / (label.lower().replace(" ", "_").replace("-", "_").replace(",", "") + ".h5")
+    if path.exists():
+        existing = RunFile.load(path)
+        if existing.attrs.get("status") == "completed" and existing.attrs.get("config") == config.to_dict():
+            print(f"{label}: reusing {path}")
+            return existing
+    print(f"{label}: training into {path}")
+    return RunFile.load(train(config, path, progress=False, log=lambda _: None))
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub markdown table; floats are printed with 4 significant digits."""
     def cell(x: Any) -> str:

@@ -15,26 +15,13 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from experiments._common import markdown_table, write_results
+from experiments._common import markdown_table, train_or_reuse, write_results
 from optodfa.config import TrainConfig
-from optodfa.runlog import RunFile
-from optodfa.train import train
 
 NAME = "fashion_mnist"
 VARIANTS = {"BP": {"method": "bp", "device": "digital"},
             "DFA digital": {"method": "dfa", "device": "digital"},
             "DFA opu-sim": {"method": "dfa", "device": "opu-sim"}}
-
-
-def run_variant(label: str, config: TrainConfig, folder: Path) -> RunFile:
-    path = folder / (label.lower().replace(" ", "_").replace("-", "_") + ".h5")
-    if path.exists():
-        existing = RunFile.load(path)
-        if existing.attrs.get("status") == "completed" and existing.attrs.get("config") == config.to_dict():
-            print(f"{label}: reusing {path}")
-            return existing
-    print(f"{label}: training into {path}")
-    return RunFile.load(train(config, path, progress=False))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     base = {"dataset": "fashion-mnist", "hidden": (800, 800), "epochs": args.epochs, "alignment_every": 100}
     if args.quick:
         base.update(hidden=(128, 128), epochs=2, limit=5000, alignment_every=10)
-    runs = {label: run_variant(label, TrainConfig(**base, **variant), folder) for label, variant in VARIANTS.items()}
+    runs = {label: train_or_reuse(label, TrainConfig(**base, **variant), folder) for label, variant in VARIANTS.items()}
 
     figure = Figure(figsize=(11, 3.8))
     accuracy_axes, alignment_axes = figure.subplots(1, 2)
