@@ -35,7 +35,6 @@ import datetime
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -43,6 +42,7 @@ import h5py
 import numpy as np
 import torch
 
+from optodfa.atomic import atomic_path
 from optodfa.device import OpticalDevice
 from optodfa.optical import Intensities
 from optodfa.photon_transfer import Readings, code_variance, fit_photon_transfer
@@ -181,23 +181,16 @@ class Calibration:
         if not target.parent.is_dir():
             raise FileNotFoundError(f"cannot save calibration to {str(target)!r}: folder {str(target.parent)!r} "
                                     f"does not exist")
-        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(handle)
-        try:
-            with h5py.File(temporary, "w") as file:
-                attrs = file.attrs
-                attrs["format"], attrs["version"] = FORMAT, FORMAT_VERSION
-                for name in _SCALARS:
-                    attrs[name] = getattr(self, name)
-                attrs["bit_depth"] = -1 if self.bit_depth is None else self.bit_depth
-                attrs["intensities"] = json.dumps(dataclasses.asdict(self.intensities))
-                attrs["device"] = json.dumps(self.device)
-                for name in _ARRAYS:
-                    file.create_dataset(name, data=getattr(self, name).numpy())
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        with atomic_path(target) as temporary, h5py.File(temporary, "w") as file:
+            attrs = file.attrs
+            attrs["format"], attrs["version"] = FORMAT, FORMAT_VERSION
+            for name in _SCALARS:
+                attrs[name] = getattr(self, name)
+            attrs["bit_depth"] = -1 if self.bit_depth is None else self.bit_depth
+            attrs["intensities"] = json.dumps(dataclasses.asdict(self.intensities))
+            attrs["device"] = json.dumps(self.device)
+            for name in _ARRAYS:
+                file.create_dataset(name, data=getattr(self, name).numpy())
         return target
 
     @classmethod

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+
+from optodfa.atomic import atomic_path
 
 CHECKPOINT = "checkpoint/state"
 
@@ -106,32 +107,27 @@ class RunFile:
 
     # -- writing ------------------------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Write the whole file to a temporary file beside ``path`` and rename it over ``path`` (atomic)."""
-        directory = self.path.parent if str(self.path.parent) else Path(".")
+        """Write the whole file beside ``path`` and rename it over ``path`` (atomic: see :mod:`optodfa.atomic`)."""
         try:
-            handle, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+            with atomic_path(self.path) as temporary:
+                self._write(temporary)
         except OSError as exc:
             raise RunFileError(f"cannot write run file {str(self.path)!r}: {exc.strerror or exc}") from exc
-        os.close(handle)
-        try:
-            with h5py.File(temporary, "w") as f:
-                for key, value in self.attrs.items():
-                    f.attrs[key] = _encode(value)
-                for name, values in self.series.items():
-                    data = np.asarray(values, dtype=np.float64)
-                    f.create_dataset(name, data=data, maxshape=(None,), chunks=(max(1, min(len(data), 4096)),))
-                if self.checkpoint is not None:
-                    state, attrs = self.checkpoint
-                    dataset = f.create_dataset(CHECKPOINT, data=np.frombuffer(state, dtype=np.uint8))
-                    for key, value in attrs.items():
-                        dataset.attrs[key] = _encode(value)
-            with open(temporary, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+
+    def _write(self, path: Path) -> None:
+        with h5py.File(path, "w") as f:
+            for key, value in self.attrs.items():
+                f.attrs[key] = _encode(value)
+            for name, values in self.series.items():
+                data = np.asarray(values, dtype=np.float64)
+                f.create_dataset(name, data=data, maxshape=(None,), chunks=(max(1, min(len(data), 4096)),))
+            if self.checkpoint is not None:
+                state, attrs = self.checkpoint
+                dataset = f.create_dataset(CHECKPOINT, data=np.frombuffer(state, dtype=np.uint8))
+                for key, value in attrs.items():
+                    dataset.attrs[key] = _encode(value)
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())  # on disk before the rename makes it the run file
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:

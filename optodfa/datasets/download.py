@@ -13,12 +13,12 @@ import logging
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
+from optodfa.atomic import atomic_path
 from optodfa.datasets.idx import DataFormatError
 from optodfa.datasets.locate import missing_files
 from optodfa.datasets.sources import Download, Source
@@ -76,20 +76,15 @@ def fetch(download: Download, folder: str | os.PathLike[str], *, timeout_s: floa
 
 def _fetch_url(url: str, destination: Path, md5: str, timeout_s: float) -> None:
     logger.info("downloading %s", url)
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
-    try:
+    with atomic_path(destination, suffix=".part") as temporary:
         digest = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(handle, "wb") as stream, urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with open(temporary, "wb") as stream, urllib.request.urlopen(url, timeout=timeout_s) as response:
             for chunk in iter(lambda: response.read(_CHUNK), b""):
                 digest.update(chunk)
                 stream.write(chunk)
         if digest.hexdigest() != md5:
             raise ChecksumError(f"{url}: checksum mismatch: MD5 {digest.hexdigest()}, expected {md5}; "
                                 f"the download was deleted")
-        os.replace(temporary, destination)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def download_dataset(source: Source, target: str | os.PathLike[str], *, timeout_s: float = 60.0) -> Path:
@@ -136,11 +131,5 @@ def _extract(archive: Path, source: Source, folder: Path) -> None:
 
 
 def _write_atomically(stream: BinaryIO, destination: Path) -> None:
-    handle, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            shutil.copyfileobj(stream, out, _CHUNK)
-        os.replace(temporary, destination)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with atomic_path(destination, suffix=".part") as temporary, open(temporary, "wb") as out:
+        shutil.copyfileobj(stream, out, _CHUNK)
