@@ -25,6 +25,7 @@ from optodfa.seeding import check_seed
 from optodfa.sim.camera import Camera, count_dtype
 from optodfa.sim.dmd import DMDLayout
 from optodfa.sim.drift import Drift
+from optodfa.sim.lifecycle import NoHardware
 from optodfa.sim.noise import NoiseSource
 from optodfa.sim.speckle import frame_intensities
 from optodfa.sim.transmission import (
@@ -45,7 +46,7 @@ CHUNK_PIXELS = 1 << 21
 _NOISE_LABEL = 7  # sub-stream of the noise seed for camera and drift noise
 
 
-class SimulatedOPU:
+class SimulatedOPU(NoHardware):
     """A simulated optical processing unit behind the :class:`~optodfa.device.OpticalDevice` protocol.
 
     Args:
@@ -160,19 +161,6 @@ class SimulatedOPU:
     def expected_intensities(self) -> tuple[float, float]:
         """``(Ī₁, Ī_r)``: mean intensity per pixel of one lit element and of the reference region (units of σ²)."""
         return self.layout.macropixel * self.variance, self.layout.reference_mirrors * self.variance
-
-    def open(self) -> None:
-        """Nothing to acquire for a simulator."""
-
-    def close(self) -> None:
-        """Nothing to release for a simulator."""
-
-    def __enter__(self) -> SimulatedOPU:
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- bookkeeping -----------------------------------------------------------------------------------------
     def counters(self) -> Counters:

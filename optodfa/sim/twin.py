@@ -39,6 +39,7 @@ from optodfa.device import Acquisition, Counters, Projector
 from optodfa.registry import ProjectorSpec
 from optodfa.seeding import check_seed, torch_generator
 from optodfa.sim.camera import count_dtype
+from optodfa.sim.lifecycle import NoHardware
 from optodfa.sim.noise import NoiseSource
 from optodfa.validation import check_choice, check_int
 
@@ -52,7 +53,7 @@ _TWIN_KEYS = ("calibration", "probes", "encoding.kind", "encoding.rule", "encodi
               "readout.mode", "readout.evening", "readout.evening_floor")
 
 
-class TwinOPU:
+class TwinOPU(NoHardware):
     """A simulator that reproduces a calibrated device's matrix, reference, exposure and camera noise.
 
     Args:
@@ -137,19 +138,6 @@ class TwinOPU:
     def reference_intensity(self) -> torch.Tensor:
         """``(D,)`` noiseless ``I(r)`` of the twin (the measured one, floored), intensity units."""
         return self._amplitude.square().to(device=self.torch_device, dtype=self.dtype)
-
-    def open(self) -> None:
-        """Nothing to acquire for a simulator."""
-
-    def close(self) -> None:
-        """Nothing to release for a simulator."""
-
-    def __enter__(self) -> TwinOPU:
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- bookkeeping -----------------------------------------------------------------------------------------
     def counters(self) -> Counters:
