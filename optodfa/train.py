@@ -1,15 +1,24 @@
 """The training loop: one pass from top to bottom — data, model, run file, then per step: align, step, log.
 
 Checkpoints hold the model, the optimiser, the torch random state, the projector's state (noise generator, drift,
-counters) and the position in the epoch; the data order of each epoch is a function of ``(seed, epoch)``, so a
-resumed run replays exactly what an uninterrupted one would have done.
+counters) and the position in the epoch, as plain HDF5 datasets (:mod:`optodfa.h5tree`; nothing is pickled); the
+data order of each epoch is a function of ``(seed, epoch)``, so a resumed run replays exactly what an
+uninterrupted one would have done.
+
+Files are never lost by accident: :func:`train` refuses an existing run file unless ``force=True``, and a lock
+(:class:`optodfa.runlock.RunLock`) keeps a second writer away from a run file while one trains into it. When
+anything raises out of the loop, the run file keeps everything up to its last checkpoint and records
+``status = "failed"`` with ``error``, ``error_type`` and ``error_step``; :func:`resume` continues it from there.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
+import datetime
+import functools
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +36,9 @@ from optodfa.alignment import gradient_alignment, weight_alignment
 from optodfa.config import TrainConfig
 from optodfa.data import Dataset, add_label_noise, load_dataset
 from optodfa.dfa import DFAModel, convert
+from optodfa.h5tree import copy_tree
 from optodfa.models import mlp
+from optodfa.runlock import RunLock
 from optodfa.runlog import RunFile, RunFileError, check_writable
 from optodfa.seeding import derive_seed, torch_generator
 
@@ -36,7 +47,7 @@ DEVICE_SERIES = ("frames", "hardware_seconds", "energy_joules", "saturated_pixel
 
 @dataclasses.dataclass
 class Session:
-    """What a run needs in memory: data, the DFA model, its optimiser and the run file."""
+    """What a run needs in memory: data, the DFA model, its optimiser, the run file and its writer's lock."""
 
     config: TrainConfig
     data: Dataset
@@ -44,17 +55,63 @@ class Session:
     optimizer: torch.optim.Optimizer
     run: RunFile
     report: list[str]
+    lock: RunLock | None = None
 
 
-def versions() -> dict[str, str]:
-    return {"optodfa": optodfa.__version__, "torch": torch.__version__, "numpy": np.__version__,
-            "h5py": h5py.__version__, "python": platform.python_version()}
+def utc_now() -> str:
+    """The current time, ISO 8601 in UTC with a ``Z`` (e.g. ``2026-12-01T22:30:05.123Z``)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None = None) -> Session:
-    """Load data, build model and projector, then open the run file: every bad input fails before a file exists."""
+@functools.lru_cache(maxsize=1)
+def source_commit() -> str | None:
+    """The git commit of the optodfa sources in use (``-dirty`` appended if tracked files changed), or ``None``
+    when they are not a git checkout (e.g. an installed wheel) or git is missing."""
+    folder = Path(optodfa.__file__).resolve().parent
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10,
+                              check=False)
+
+    try:
+        # Only if this very package is tracked: a wheel installed in a venv inside some checkout is not.
+        if git("ls-files", "--error-unmatch", "__init__.py").returncode != 0:
+            return None
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0 or not head.stdout.strip():
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of what a run depends on: optodfa and its git commit, torch and the CUDA it was built with
+    (``None``: a CPU build), numpy, h5py, Python and the platform."""
+    return {"optodfa": optodfa.__version__, "git_commit": source_commit(), "torch": torch.__version__,
+            "torch_cuda": torch.version.cuda, "numpy": np.__version__, "h5py": h5py.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _refuse_existing(out: str | Path) -> None:
+    if Path(out).exists():
+        raise RunFileError(f"run file {str(out)!r} already exists; overwrite it with force=True (optodfa train "
+                           f"--force) or continue it with resume() (optodfa train --resume {out})")
+
+
+def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None = None, force: bool = False,
+                  lock: RunLock | None = None) -> Session:
+    """Load data, build model and projector, then open the run file: every bad input fails before a file exists.
+
+    A new run (``run`` is ``None``) refuses an existing ``out`` unless ``force``, and takes the writer's lock of
+    ``out`` just before creating it (so a refused input leaves nothing behind); a resumed ``run`` comes with the
+    ``lock`` its caller took before reading it.
+    """
     if run is None:
         check_writable(out)  # before the data load, which can take seconds; RunFile.create writes it at the end
+        if not force:
+            _refuse_existing(out)
     data = load_dataset(config.dataset, root=config.data_root, download=config.download, limit=config.limit)
     device = torch.device(config.torch_device)
     torch.manual_seed(derive_seed(config.seed, 0))
@@ -67,12 +124,20 @@ def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None =
                             on_nonfinite=config.on_nonfinite)
     optimizer = make_optimizer(config, model)
     if run is None:
-        run = RunFile.create(out, {
-            "method": config.method, "device": config.device, "dataset": config.dataset, "seed": config.seed,
-            "feedback_seed": config.feedback_seed, "config": config.to_dict(), "versions": versions(),
-            "device_description": model.projector.describe(), "model": model.describe(),
-            "data_source": data.source, "status": "running"})
-    return Session(config, data, model, optimizer, run, report)
+        lock = RunLock(out).acquire()
+        try:
+            if not force:
+                _refuse_existing(out)  # again, under the lock: another run may have created it meanwhile
+            run = RunFile.create(out, {
+                "method": config.method, "device": config.device, "dataset": config.dataset,
+                "seed": config.seed, "feedback_seed": config.feedback_seed, "config": config.to_dict(),
+                "versions": versions(), "device_description": model.projector.describe(),
+                "model": model.describe(), "data_source": data.source, "status": "running",
+                "command": list(sys.argv), "started_utc": utc_now()})
+        except BaseException:
+            lock.release()
+            raise
+    return Session(config, data, model, optimizer, run, report, lock)
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -98,41 +163,88 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / len(x), loss / len(x)
 
 
-def train(config: TrainConfig, out: str | Path, *, progress: bool = True, stop_after_steps: int | None = None,
-          log: Callable[[str], None] = print) -> Path:
+def train(config: TrainConfig, out: str | Path, *, force: bool = False, progress: bool = True,
+          stop_after_steps: int | None = None, log: Callable[[str], None] = print) -> Path:
     """Train from scratch; write the run file ``out`` as training goes. Returns its path.
 
-    ``stop_after_steps`` ends the process-level run early *without* a final flush, exactly as a kill would (for
-    testing resume).
+    Args:
+        force: overwrite ``out`` if it exists (without it, an existing file is refused).
+        stop_after_steps: end the process-level run early *without* a final flush, exactly as a kill would (for
+            testing resume).
+
+    Raises:
+        RunFileError: ``out`` exists (and not ``force``), is locked by another writer, or cannot be written.
+        Exception: whatever stopped training; the run file then records it (status ``failed``).
     """
-    session = build_session(config, out)
+    session = build_session(config, out, force=force)
     for line in session.report:
         log(line)
-    _loop(session, start=None, progress=progress, stop_after_steps=stop_after_steps, log=log)
+    _run(session, None, progress=progress, stop_after_steps=stop_after_steps, log=log)
     return session.run.path
 
 
 def resume(path: str | Path, *, progress: bool = True, stop_after_steps: int | None = None,
            log: Callable[[str], None] = print) -> Path:
-    """Continue the run in ``path`` from its last checkpoint (or from the start if it has none)."""
-    run = RunFile.load(path)
-    if "config" not in run.attrs:
-        raise RunFileError(f"{str(path)!r} is not an optodfa run file (no 'config' attribute)")
-    config = TrainConfig.from_dict(run.attrs["config"])
-    session = build_session(config, path, run=run)
+    """Continue the run in ``path`` from its last checkpoint (or from the start if it has none); a failed run
+    continues from its last checkpoint too."""
+    if not Path(path).exists():
+        raise RunFileError(f"run file {str(path)!r} does not exist")
+    lock = RunLock(path).acquire()
+    try:
+        run = RunFile.load(path)
+        if "config" not in run.attrs:
+            raise RunFileError(f"{str(path)!r} is not an optodfa run file (no 'config' attribute)")
+        config = TrainConfig.from_dict(run.attrs["config"])
+        session = build_session(config, path, run=run, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
     start = None
     if run.checkpoint is not None:
-        state_bytes, attrs = run.checkpoint
-        start = torch.load(io.BytesIO(state_bytes), weights_only=False)
+        state, attrs = run.checkpoint
+        start = copy_tree(state)  # restored objects may keep these tensors: the kept checkpoint must not change
         run.truncate(attrs["series_lengths"])
         log(f"resuming {path} at epoch {start['epoch']}, batch {start['batch']} (step {start['step']})")
     else:
         run.truncate({})
-    _loop(session, start=start, progress=progress, stop_after_steps=stop_after_steps, log=log)
+    if run.attrs.get("status") == "failed":
+        run.attrs.setdefault("failures", []).append(
+            {name: run.attrs.pop(name, None) for name in ("error", "error_type", "error_step", "ended_utc")})
+    run.attrs["status"] = "running"
+    run.attrs.setdefault("resumed_utc", []).append(utc_now())
+    _run(session, start, progress=progress, stop_after_steps=stop_after_steps, log=log)
     return run.path
 
 
+def _run(session: Session, start: dict[str, Any] | None, *, progress: bool, stop_after_steps: int | None,
+         log: Callable[[str], None]) -> None:
+    """The loop, recording in the run file whatever raises out of it; the lock is released in any case."""
+    try:
+        _loop(session, start=start, progress=progress, stop_after_steps=stop_after_steps, log=log)
+    except Exception as exc:
+        _record_failure(session, exc)
+        raise
+    finally:
+        if session.lock is not None:
+            session.lock.release()
+
+
+def _record_failure(session: Session, exc: Exception) -> None:
+    """Write ``status = "failed"``, the error and its step, keeping the file as it was at its last checkpoint."""
+    run = session.run
+    run.truncate(run.checkpoint[1]["series_lengths"] if run.checkpoint is not None else {})
+    run.attrs.update(status="failed", error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__,
+                     error_step=session.model.step, ended_utc=utc_now())
+    try:
+        run.flush()
+    except RunFileError as flush_error:
+        note = f"the failure could not be recorded in {str(run.path)!r}: {flush_error}"
+        if hasattr(exc, "add_note"):  # Python >= 3.11
+            exc.add_note(note)
+
+
 def _checkpoint(session: Session, epoch: int, batch: int, loss_sum: float, loss_count: int) -> None:
+    """Keep the whole training state as the run file's checkpoint and flush the file."""
     model, run = session.model, session.run
     state = {"epoch": epoch, "batch": batch, "step": model.step, "skipped": model.skipped_batches,
              "loss_sum": loss_sum, "loss_count": loss_count, "model": model.network.state_dict(),
@@ -140,10 +252,7 @@ def _checkpoint(session: Session, epoch: int, batch: int, loss_sum: float, loss_
              "torch_rng": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    run.set_checkpoint(buffer.getvalue(), {"epoch": epoch, "batch": batch, "step": model.step,
-                                           "series_lengths": run.lengths()})
+    run.set_checkpoint(state, {"epoch": epoch, "batch": batch, "step": model.step, "series_lengths": run.lengths()})
     run.flush()
 
 
@@ -226,6 +335,7 @@ def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, sto
             f"train loss {run.series['metrics/train_loss'][-1]:.4f}")
         if epoch + 1 == config.epochs:
             run.attrs["status"] = "completed"
+            run.attrs["ended_utc"] = utc_now()
         _checkpoint(session, epoch + 1, 0, 0.0, 0)
 
 
