@@ -44,6 +44,7 @@ import torch
 
 from optodfa.atomic import atomic_path
 from optodfa.device import OpticalDevice
+from optodfa.integrity import DATASET_OPTIONS, USERBLOCK, RunFileError, chunks_for, open_sealed, seal
 from optodfa.optical import Intensities
 from optodfa.photon_transfer import Readings, code_variance, fit_photon_transfer
 from optodfa.readout import HolographicReadout
@@ -54,13 +55,16 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "Calibration", "CalibrationFileError", "M
            "calibration_error", "code_variance", "matrix_error"]
 
 FORMAT = "optodfa-calibration"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: unsealed, datasets without checksums
 _PROBE_LABEL = 11  # sub-stream of the calibration seed for the probe signs
 _BATCH_FRAMES = 1 << 21  # camera readings per acquire call while probing
 
 
-class CalibrationFileError(ValueError):
-    """A calibration file that cannot be read as one (the message names the file and what is wrong)."""
+class CalibrationFileError(RunFileError, ValueError):
+    """A calibration file that cannot be read as one (the message names the file and what is wrong).
+
+    A :class:`~optodfa.integrity.RunFileError`, like every damaged or foreign file optodfa refuses (and a
+    ``ValueError``, as it was before files were sealed)."""
 
 
 class MatrixError(NamedTuple):
@@ -176,58 +180,71 @@ class Calibration:
 
     # -- files -----------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the record to an HDF5 file, atomically (a temporary file next to it, then a rename)."""
+        """Write the record to a sealed HDF5 file (:mod:`optodfa.integrity`), atomically (a temporary file next to
+        it, then a rename)."""
         target = Path(path)
         if not target.parent.is_dir():
             raise FileNotFoundError(f"cannot save calibration to {str(target)!r}: folder {str(target.parent)!r} "
                                     f"does not exist")
-        with atomic_path(target) as temporary, h5py.File(temporary, "w") as file:
-            attrs = file.attrs
-            attrs["format"], attrs["version"] = FORMAT, FORMAT_VERSION
-            for name in _SCALARS:
-                attrs[name] = getattr(self, name)
-            attrs["bit_depth"] = -1 if self.bit_depth is None else self.bit_depth
-            attrs["intensities"] = json.dumps(dataclasses.asdict(self.intensities))
-            attrs["device"] = json.dumps(self.device)
-            for name in _ARRAYS:
-                file.create_dataset(name, data=getattr(self, name).numpy())
+        with atomic_path(target) as temporary:
+            with h5py.File(temporary, "w", userblock_size=USERBLOCK) as file:
+                attrs = file.attrs
+                attrs["format"], attrs["version"] = FORMAT, FORMAT_VERSION
+                for name in _SCALARS:
+                    attrs[name] = getattr(self, name)
+                attrs["bit_depth"] = -1 if self.bit_depth is None else self.bit_depth
+                attrs["intensities"] = json.dumps(dataclasses.asdict(self.intensities))
+                attrs["device"] = json.dumps(self.device)
+                for name in _ARRAYS:
+                    data = getattr(self, name).numpy()
+                    chunks, maxshape = chunks_for(data.shape)
+                    file.create_dataset(name, data=data, chunks=chunks, maxshape=maxshape, **DATASET_OPTIONS)
+            seal(temporary, FORMAT, FORMAT_VERSION)
         return target
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Calibration:
-        """Read a record written by :meth:`save`.
+        """Read a record written by :meth:`save`; its seal is verified before HDF5 sees the file.
 
         Raises:
             FileNotFoundError: no such file.
-            CalibrationFileError: not HDF5, not a calibration file, a newer format version, or a missing field.
+            CalibrationFileError: not a sealed calibration file, damaged (checksum, seal, HDF5 structure or a
+                dataset's fletcher32 checksum), another format version, or a missing or malformed field.
         """
         source = Path(path)
         if not source.is_file():
             raise FileNotFoundError(f"calibration file {str(source)!r} does not exist")
         try:
-            file = h5py.File(source, "r")
-        except OSError as exc:
-            raise CalibrationFileError(f"calibration file {str(source)!r} is not an HDF5 file ({exc})") from None
-        with file:
-            attrs = file.attrs
-            if attrs.get("format") != FORMAT:
-                raise CalibrationFileError(f"{str(source)!r} is not an optodfa calibration file (attribute "
-                                           f"format = {attrs.get('format')!r}, expected {FORMAT!r})")
-            version = int(attrs.get("version", -1))
-            if version != FORMAT_VERSION:
-                raise CalibrationFileError(f"calibration file {str(source)!r} has format version {version}; this "
-                                           f"optodfa reads version {FORMAT_VERSION}")
-            missing = [n for n in (*_SCALARS, "bit_depth", "intensities", "device") if n not in attrs]
-            missing += [n for n in _ARRAYS if n not in file]
-            if missing:
-                raise CalibrationFileError(f"calibration file {str(source)!r} lacks {', '.join(missing)}")
-            values: dict[str, Any] = {n: torch.from_numpy(np.asarray(file[n][()])) for n in _ARRAYS}
-            for name in _SCALARS:
-                values[name] = _plain(attrs[name])
-            bits = int(attrs["bit_depth"])
-            values["bit_depth"] = None if bits < 0 else bits
-            values["intensities"] = Intensities(**json.loads(attrs["intensities"]))
-            values["device"] = json.loads(attrs["device"])
+            with open_sealed(source, FORMAT, (FORMAT_VERSION,)) as file:
+                return cls._read(source, file)
+        except CalibrationFileError:
+            raise
+        except RunFileError as exc:
+            raise CalibrationFileError(str(exc)) from None  # it names the file already
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise CalibrationFileError(f"cannot read calibration file {str(source)!r}: {exc}") from None
+
+    @classmethod
+    def _read(cls, source: Path, file: h5py.File) -> Calibration:
+        attrs = file.attrs
+        if attrs.get("format") != FORMAT:
+            raise CalibrationFileError(f"{str(source)!r} is not an optodfa calibration file (attribute "
+                                       f"format = {attrs.get('format')!r}, expected {FORMAT!r})")
+        version = _plain(attrs.get("version", -1))
+        if version != FORMAT_VERSION:
+            raise CalibrationFileError(f"calibration file {str(source)!r} has format version {version}; this "
+                                       f"optodfa reads version {FORMAT_VERSION}")
+        missing = [n for n in (*_SCALARS, "bit_depth", "intensities", "device") if n not in attrs]
+        missing += [n for n in _ARRAYS if not isinstance(file.get(n), h5py.Dataset)]
+        if missing:
+            raise CalibrationFileError(f"calibration file {str(source)!r} lacks {', '.join(missing)}")
+        values: dict[str, Any] = {n: torch.from_numpy(np.asarray(file[n][()])) for n in _ARRAYS}
+        for name in _SCALARS:
+            values[name] = _plain(attrs[name])
+        bits = int(attrs["bit_depth"])
+        values["bit_depth"] = None if bits < 0 else bits
+        values["intensities"] = Intensities(**json.loads(attrs["intensities"]))
+        values["device"] = json.loads(attrs["device"])
         return cls(**values)
 
 

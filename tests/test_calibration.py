@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from optodfa.calibration import (
+    FORMAT,
+    FORMAT_VERSION,
     Calibration,
     CalibrationFileError,
     calibrate,
@@ -19,6 +21,7 @@ from optodfa.calibration import (
     matrix_error,
 )
 from optodfa.device import Acquisition, Counters
+from optodfa.integrity import seal
 from optodfa.optical import Intensities, OpticalProjector
 from optodfa.registry import build_projector
 
@@ -227,22 +230,29 @@ def test_file_errors(tmp_path):
         Calibration.load(tmp_path / "missing.h5")
     text = tmp_path / "text.h5"
     text.write_text("not hdf5")
-    with pytest.raises(CalibrationFileError, match="is not an HDF5 file"):
+    with pytest.raises(CalibrationFileError, match="text.h5' is not an optodfa file: no OPTODFA-SEALED-HDF5 seal"):
         Calibration.load(text)
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as file:
         file.attrs["format"] = "something-else"
-    with pytest.raises(CalibrationFileError, match="not an optodfa calibration file .*'something-else'"):
+    with pytest.raises(CalibrationFileError, match="other.h5' is a plain HDF5 file without an optodfa seal"):
         Calibration.load(other)
     calibration = calibrate(simulated(big_d=16).device, D_IN, 16, probes=16, seed=0)
     newer = calibration.save(tmp_path / "newer.h5")
     with h5py.File(newer, "a") as file:
         file.attrs["version"] = 99
-    with pytest.raises(CalibrationFileError, match="format version 99; this optodfa reads version 1"):
+    with pytest.raises(CalibrationFileError, match="newer.h5' is damaged: its SHA-256 checksum does not match"):
+        Calibration.load(newer)
+    seal(newer, FORMAT, FORMAT_VERSION)  # a consistent file whose attribute disagrees with the reader
+    with pytest.raises(CalibrationFileError, match="format version 99; this optodfa reads version 2"):
+        Calibration.load(newer)
+    seal(newer, FORMAT, 1)
+    with pytest.raises(CalibrationFileError, match="is optodfa-calibration version 1; this optodfa reads version 2"):
         Calibration.load(newer)
     partial = calibration.save(tmp_path / "partial.h5")
     with h5py.File(partial, "a") as file:
         del file["noise_std"]
+    seal(partial, FORMAT, FORMAT_VERSION)
     with pytest.raises(CalibrationFileError, match="lacks noise_std"):
         Calibration.load(partial)
     with pytest.raises(FileNotFoundError, match="folder .*nowhere' does not exist"):
