@@ -71,6 +71,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--torch-device", default=d.torch_device, help="cpu, cuda, cuda:1, ...")
     p.add_argument("--out", default=None, help="run file to write (.h5)")
     p.add_argument("--resume", default=None, metavar="RUN.h5", help="continue this run from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -104,15 +105,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if not args.out:
             raise ValueError("train needs --out RUN.h5 (or --resume RUN.h5)")
-        path = train(_config_from(args), args.out, progress=progress)
+        path = train(_config_from(args), args.out, force=args.force, progress=progress)
     _finish(Path(path))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from optodfa.report import summary_table
+    from optodfa.report import comparison_table, summary_table
 
-    print(summary_table(args.run))
+    print(summary_table(args.runs[0]) if len(args.runs) == 1 else comparison_table(args.runs))
     return 0
 
 
@@ -154,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "hardware, simulated or real.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
-    report = sub.add_parser("report", help="print the summary table of a run file")
-    report.add_argument("run", help="run file (.h5)")
+    report = sub.add_parser("report", help="print the summary table of a run file, or one table comparing several")
+    report.add_argument("runs", nargs="+", metavar="RUN.h5", help="run file(s)")
     devices = sub.add_parser("devices", help="list feedback devices; `devices fidelity NAME` measures one")
     devices.add_argument("action", nargs="?", choices=("list", "fidelity"), default="list")
     devices.add_argument("name", nargs="?", default="opu-sim", help="device name (for fidelity)")

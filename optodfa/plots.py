@@ -17,7 +17,7 @@ def plot_run(path: str | Path, out: str | Path | None = None) -> Path:
 
     Returns the PNG's path (``RUN.png`` next to ``RUN.h5`` unless ``out`` is given).
     """
-    run = RunFile.load(path)
+    run = RunFile.load(path, checkpoint=False)
     out = Path(out) if out is not None else Path(path).with_suffix(".png")
     series = run.series
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import signal
 import subprocess
@@ -13,11 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+import optodfa
 import optodfa.train
 from optodfa.cli import main
 from optodfa.config import TrainConfig
 from optodfa.data import load_dataset
 from optodfa.device import NonFiniteError
+from optodfa.report import summary_table
 from optodfa.runlog import RunFile, RunFileError
 from optodfa.train import resume, train
 
@@ -104,7 +107,10 @@ def poisoned_digits(monkeypatch):
 def test_nonfinite_raise_names_the_step(tmp_path, poisoned_digits):
     with pytest.raises(NonFiniteError, match="training step [0-9]+: error batch holds [0-9]+ non-finite"):
         run(tmp_path, "nan.h5", alignment_every=0)
-    assert RunFile.load(tmp_path / "nan.h5").series == {}  # the file holds what was flushed: nothing yet
+    failed = RunFile.load(tmp_path / "nan.h5")
+    assert failed.series == {}  # the file holds what was checkpointed: nothing yet
+    assert failed.attrs["status"] == "failed" and failed.attrs["error_type"] == "NonFiniteError"
+    assert failed.attrs["error"].startswith(f"NonFiniteError: training step {failed.attrs['error_step']}: ")
 
 
 def test_nonfinite_skip_counts_batches(tmp_path, poisoned_digits):
@@ -140,3 +146,85 @@ def test_sigkill_keeps_the_file_readable_and_resumable(tmp_path):
         pytest.fail("the run finished before it could be killed; make it longer")
     resume(killed, progress=False, log=quiet)
     same_series(RunFile.load(full), RunFile.load(killed))
+
+
+def test_run_metadata(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["optodfa", "train", "--out", "r.h5"])
+    attrs = run(tmp_path, "r.h5", epochs=1).attrs
+    assert attrs["command"] == ["optodfa", "train", "--out", "r.h5"]
+    started = datetime.datetime.fromisoformat(attrs["started_utc"].replace("Z", "+00:00"))
+    ended = datetime.datetime.fromisoformat(attrs["ended_utc"].replace("Z", "+00:00"))
+    assert started.utcoffset() == datetime.timedelta(0) and started <= ended
+    versions = attrs["versions"]
+    assert versions["torch"] == torch.__version__ and versions["torch_cuda"] == torch.version.cuda
+    commit = subprocess.run(["git", "-C", os.path.dirname(optodfa.__file__), "rev-parse", "HEAD"],
+                            capture_output=True, text=True, check=False).stdout.strip()
+    if commit:  # a git checkout: the commit is recorded (with -dirty when tracked files changed)
+        assert versions["git_commit"].removesuffix("-dirty") == commit
+    else:
+        assert versions["git_commit"] is None
+
+
+class FailingProjection:
+    """Wraps a projector's ``project`` so that its ``fail_at``-th call raises, as a device fault would."""
+
+    def __init__(self, project, fail_at: int) -> None:
+        self.project, self.fail_at, self.calls = project, fail_at, 0
+
+    def __call__(self, error):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise OSError("device fault: laser interlock open")
+        return self.project(error)
+
+
+@pytest.fixture
+def fault_at(monkeypatch):
+    """``fault_at(n)``: the projector of the next training fails at its n-th projection."""
+    faults = []
+
+    def arm(n: int) -> None:
+        real = optodfa.train.convert
+
+        def convert(*args, **kwargs):
+            model, report = real(*args, **kwargs)
+            fault = FailingProjection(model.projector.project, n)
+            model.projector.project = fault
+            faults.append((model, fault))
+            return model, report
+
+        monkeypatch.setattr(optodfa.train, "convert", convert)
+
+    arm.faults = faults
+    return arm
+
+
+def test_a_run_time_failure_is_recorded_and_resumable(tmp_path, fault_at, monkeypatch):
+    config = TrainConfig(**{**SMALL, "epochs": 3, "alignment_every": 0})
+    full = RunFile.load(train(config, tmp_path / "full.h5", progress=False, log=quiet))
+    fault_at(25)  # 10 batches per epoch: the 25th projection is in epoch 3
+    with pytest.raises(OSError, match="laser interlock open"):
+        train(config, tmp_path / "failed.h5", progress=False, log=quiet)
+    model, _ = fault_at.faults[-1]
+    failed = RunFile.load(tmp_path / "failed.h5")
+    attrs = failed.attrs
+    assert attrs["status"] == "failed" and attrs["error"] == "OSError: device fault: laser interlock open"
+    assert attrs["error_type"] == "OSError" and attrs["error_step"] == model.step == 25 and attrs["ended_utc"]
+    assert failed.checkpoint[1]["epoch"] == 2  # everything up to the last checkpoint, nothing after it
+    assert failed.lengths() == failed.checkpoint[1]["series_lengths"]
+    assert len(failed.series["metrics/test_accuracy"]) == 2
+    assert "failed at step 25: OSError: device fault" in summary_table(tmp_path / "failed.h5")
+
+    monkeypatch.undo()  # the device is healthy again
+    resumed = RunFile.load(resume(tmp_path / "failed.h5", progress=False, log=quiet))
+    assert resumed.attrs["status"] == "completed" and "error" not in resumed.attrs
+    assert resumed.attrs["failures"][0]["error_step"] == 25
+    same_series(full, resumed)
+
+
+def test_a_failure_before_the_first_checkpoint_keeps_no_series(tmp_path, fault_at):
+    fault_at(3)
+    with pytest.raises(OSError, match="device fault"):
+        run(tmp_path, "early.h5")
+    failed = RunFile.load(tmp_path / "early.h5")
+    assert failed.attrs["status"] == "failed" and failed.series == {} and failed.checkpoint is None
