@@ -59,7 +59,7 @@ def train_or_reuse(label: str, config: Any, folder: Path) -> Any:
             print(f"{label}: reusing {path}")
             return existing
     print(f"{label}: training into {path}")
-    return RunFile.load(train(config, path, progress=False, log=lambda _: None))
+    return RunFile.load(train(config, path, force=True, progress=False, log=lambda _: None))
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

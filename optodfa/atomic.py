@@ -1,7 +1,9 @@
 """Atomic file replacement: write beside the target, then rename over it.
 
 A rename within one folder is atomic, so readers see the old file or the new one, never half of either, and a
-process killed mid-write leaves the old file in place. Used by run files, calibration records and downloads.
+process killed mid-write leaves the old file in place, and its temporary ``.NAME.XXXXXXXX.tmp`` beside it (the
+next writer of a run file removes those: :mod:`optodfa.runlock`). Used by run files, calibration records and
+downloads.
 """
 
 from __future__ import annotations

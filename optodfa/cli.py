@@ -145,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(dataset=dataset, hidden=(800, 800), method="dfa", device="opu-sim", epochs=epochs,
                          lr=1e-4, optimizer="adam", alignment_every=50)
-    path = train(config, args.out, progress=sys.stderr.isatty())
+    path = train(config, args.out, force=True, progress=sys.stderr.isatty())  # the demo owns its output file
     _finish(Path(path))
     return 0
 
