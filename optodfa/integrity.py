@@ -156,6 +156,8 @@ def open_sealed(path: str | os.PathLike[str], format_name: str, versions: tuple[
     source = Path(path)
     if source.is_dir():
         raise RunFileError(f"{str(source)!r} is a directory, not an {format_name} file")
+    if source.exists() and not source.is_file():  # a FIFO or a device would block or never end
+        raise RunFileError(f"{str(source)!r} is not a regular file, so not an {format_name} file")
     with open(source, "rb") as handle:
         check_seal(source, read_seal(source, handle), format_name, versions)
         handle.seek(0)

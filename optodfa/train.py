@@ -177,8 +177,13 @@ def train(config: TrainConfig, out: str | Path, *, force: bool = False, progress
         Exception: whatever stopped training; the run file then records it (status ``failed``).
     """
     session = build_session(config, out, force=force)
-    for line in session.report:
-        log(line)
+    try:
+        for line in session.report:
+            log(line)
+    except BaseException:
+        if session.lock is not None:
+            session.lock.release()
+        raise
     _run(session, None, progress=progress, stop_after_steps=stop_after_steps, log=log)
     return session.run.path
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -90,6 +92,10 @@ def test_foreign_and_mixed_up_files(run_file, calibration_file, tmp_path):
             RunFile.load(path)
         with pytest.raises(CalibrationFileError, match=match):
             Calibration.load(path)
+    pipe = tmp_path / "pipe.h5"
+    os.mkfifo(pipe)  # opening a FIFO would block until a writer came
+    with pytest.raises(RunFileError, match="pipe.h5' is not a regular file"):
+        RunFile.load(pipe)
     with pytest.raises(RunFileError, match="is an optodfa-calibration file, not an optodfa-run file"):
         RunFile.load(calibration_file)
     with pytest.raises(CalibrationFileError, match="is an optodfa-run file, not an optodfa-calibration file"):
