@@ -49,15 +49,19 @@ def parse_settings(argv: Sequence[str] | None, description: str, full: Any, quic
 def train_or_reuse(label: str, config: Any, folder: Path) -> Any:
     """Train ``config`` (a :class:`optodfa.config.TrainConfig`) into ``folder/<label>.h5`` and return the loaded
     run file; a completed run of the same configuration already there is reused instead of trained again."""
-    from optodfa.runlog import RunFile
+    from optodfa.runlog import RunFile, RunFileError
     from optodfa.train import train
 
     path = folder / (label.lower().replace(" ", "_").replace("-", "_").replace(",", "") + ".h5")
     if path.exists():
-        existing = RunFile.load(path)
-        if existing.attrs.get("status") == "completed" and existing.attrs.get("config") == config.to_dict():
-            print(f"{label}: reusing {path}")
-            return existing
+        try:
+            existing = RunFile.load(path, checkpoint=False)
+        except RunFileError as exc:  # e.g. written by an older optodfa: train it again
+            print(f"{label}: not reusing it: {exc}")
+        else:
+            if existing.attrs.get("status") == "completed" and existing.attrs.get("config") == config.to_dict():
+                print(f"{label}: reusing {path}")
+                return existing
     print(f"{label}: training into {path}")
     return RunFile.load(train(config, path, force=True, progress=False, log=lambda _: None))
 
