@@ -40,6 +40,10 @@ _DIGEST_HEX = 64
 _CHUNK = 1 << 20  # bytes hashed per read
 _FORMAT_NAME = re.compile(r"[a-z][a-z0-9-]{0,63}")
 
+DATASET_OPTIONS = {"fletcher32": True}
+"""Keyword arguments for every ``create_dataset`` of a sealed file (chunks must be given too: fletcher32 needs
+them; see :func:`chunks_for`)."""
+
 
 class RunFileError(OSError):
     """A run file (or calibration record) that cannot be written or read as expected; the message names the file
@@ -167,11 +171,6 @@ def open_sealed(path: str | os.PathLike[str], format_name: str, versions: tuple[
             raise RunFileError(f"HDF5 cannot open {str(source)!r}: {exc}") from None
         with file:
             yield file
-
-
-DATASET_OPTIONS = {"fletcher32": True}
-"""Keyword arguments for every ``create_dataset`` of a sealed file (chunks must be given too: fletcher32 needs
-them)."""
 
 
 def chunks_for(shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int | None, ...] | None]:

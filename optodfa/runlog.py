@@ -106,7 +106,7 @@ class RunFile:
         if attrs.get("format") != FORMAT or attrs.get("format_version") != FORMAT_VERSION:
             raise RunFileError(f"run file {str(path)!r}: its attributes format/format_version "
                                f"({attrs.get('format')!r}, {attrs.get('format_version')!r}) contradict its seal")
-        if _LEGACY_CHECKPOINT in f:
+        if isinstance(f.get(_LEGACY_CHECKPOINT), h5py.Dataset) and "h5tree" not in f[CHECKPOINT].attrs:
             raise RunFileError(f"run file {str(path)!r} holds a pickled checkpoint (optodfa 0.1); it is refused "
                                f"because a pickle can run code: train the run again")
         series: dict[str, list[float]] = {}
@@ -121,7 +121,9 @@ class RunFile:
         checkpoint = None
         for name, obj in f.items():
             if name == CHECKPOINT:
-                if isinstance(obj, h5py.Group) and with_checkpoint:
+                if not isinstance(obj, h5py.Group):
+                    raise RunFileError(f"run file {str(path)!r}: /checkpoint must be a group")
+                if with_checkpoint:
                     checkpoint = cls._read_checkpoint(path, obj)
             elif isinstance(obj, h5py.Group):
                 obj.visititems(lambda child, item, group=name: visit(f"{group}/{child}", item))

@@ -11,11 +11,13 @@ import torch
 
 import optodfa.integrity
 from optodfa.calibration import Calibration, CalibrationFileError, calibrate
+from optodfa.cli import main
 from optodfa.config import TrainConfig
 from optodfa.integrity import USERBLOCK, RunFileError, seal
 from optodfa.registry import build_projector
+from optodfa.runlock import RunLock
 from optodfa.runlog import FORMAT, FORMAT_VERSION, RunFile
-from optodfa.train import train
+from optodfa.train import resume, train
 
 TINY = TrainConfig(dataset="digits", hidden=(8,), epochs=1, batch_size=32, limit=64, alignment_every=1)
 
@@ -141,3 +143,18 @@ def test_seal_refuses_files_without_a_user_block(tmp_path):
         seal(path, FORMAT, FORMAT_VERSION)
     with pytest.raises(ValueError, match="format name must be lower-case"):
         seal(path, "Bad Name", 1)
+
+
+def test_resume_refuses_a_damaged_file_and_leaves_it_as_it_was(run_file, tmp_path, capsys):
+    copy = tmp_path / "r.h5"
+    data = bytearray(run_file.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit in the middle, e.g. inside a weight: once resumed as "completed"
+    copy.write_bytes(bytes(data))
+    with pytest.raises(RunFileError, match="r.h5' is damaged: its SHA-256 checksum does not match"):
+        resume(copy, progress=False, log=lambda _: None)
+    assert main(["train", "--resume", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "is damaged" in err and len(err.strip().splitlines()) == 1
+    assert copy.read_bytes() == bytes(data)
+    with RunLock(copy):  # the refused resume released its lock
+        pass
