@@ -200,23 +200,27 @@ def resume(path: str | Path, *, progress: bool = True, stop_after_steps: int | N
         if "config" not in run.attrs:
             raise RunFileError(f"{str(path)!r} is not an optodfa run file (no 'config' attribute)")
         config = TrainConfig.from_dict(run.attrs["config"])
+        if run.attrs.get("status") == "completed":
+            lock.release()
+            log(f"{path} is already completed; nothing to resume")
+            return run.path
         session = build_session(config, path, run=run, lock=lock)
+        start = None
+        if run.checkpoint is not None:
+            state, attrs = run.checkpoint
+            start = copy_tree(state)  # restored objects may keep these tensors: the kept checkpoint must not change
+            run.truncate(attrs["series_lengths"])
+            log(f"resuming {path} at epoch {start['epoch']}, batch {start['batch']} (step {start['step']})")
+        else:
+            run.truncate({})
+        if run.attrs.get("status") == "failed":
+            run.attrs.setdefault("failures", []).append(
+                {name: run.attrs.pop(name, None) for name in ("error", "error_type", "error_step", "ended_utc")})
+        run.attrs["status"] = "running"
+        run.attrs.setdefault("resumed_utc", []).append(utc_now())
     except BaseException:
         lock.release()
         raise
-    start = None
-    if run.checkpoint is not None:
-        state, attrs = run.checkpoint
-        start = copy_tree(state)  # restored objects may keep these tensors: the kept checkpoint must not change
-        run.truncate(attrs["series_lengths"])
-        log(f"resuming {path} at epoch {start['epoch']}, batch {start['batch']} (step {start['step']})")
-    else:
-        run.truncate({})
-    if run.attrs.get("status") == "failed":
-        run.attrs.setdefault("failures", []).append(
-            {name: run.attrs.pop(name, None) for name in ("error", "error_type", "error_step", "ended_utc")})
-    run.attrs["status"] = "running"
-    run.attrs.setdefault("resumed_utc", []).append(utc_now())
     _run(session, start, progress=progress, stop_after_steps=stop_after_steps, log=log)
     return run.path
 

@@ -228,3 +228,11 @@ def test_a_failure_before_the_first_checkpoint_keeps_no_series(tmp_path, fault_a
         run(tmp_path, "early.h5")
     failed = RunFile.load(tmp_path / "early.h5")
     assert failed.attrs["status"] == "failed" and failed.series == {} and failed.checkpoint is None
+
+
+def test_resuming_a_completed_run_changes_nothing(tmp_path):
+    path = train(TrainConfig(**{**SMALL, "epochs": 1}), tmp_path / "done.h5", progress=False, log=quiet)
+    before = path.read_bytes()
+    lines = []
+    assert resume(path, progress=False, log=lines.append) == path
+    assert path.read_bytes() == before and lines == [f"{path} is already completed; nothing to resume"]
