@@ -16,6 +16,7 @@ Layout (fixed names so other tools can read them)::
     /checkpoint            the latest checkpoint, a tree of plain datasets (:mod:`optodfa.h5tree`): model/<tensor
                            name>, optimizer/..., projector/..., torch_rng; attributes epoch, batch, step and
                            series_lengths (JSON: the length of every series when it was taken)
+    /<name>                any other tree kept in :attr:`RunFile.trees` (e.g. weights by layer), same codec
 
 Every series is a 1-D resizable float64 dataset; every dataset is chunked with a fletcher32 checksum. Nothing is
 pickled: a run file cannot make its reader run code, and a checkpoint of optodfa 0.1 (a pickle in
@@ -60,15 +61,19 @@ class RunFile:
         series: ``{"metrics/test_accuracy": [...], ...}``.
         checkpoint: the latest checkpoint, ``(state, attrs)``: ``state`` a tree for :mod:`optodfa.h5tree`,
             ``attrs`` its ``epoch``, ``batch``, ``step`` and ``series_lengths``.
+        trees: other trees (dicts of tensors, arrays and scalars), each stored as the top-level group of its
+            name (not ``checkpoint``, not a series' first part); e.g. ``{"weights": {"initial": {...}}}``.
     """
 
     def __init__(self, path: str | os.PathLike[str], attrs: Mapping[str, Any] | None = None,
                  series: Mapping[str, list[float]] | None = None,
-                 checkpoint: tuple[dict[str, Any], dict[str, Any]] | None = None) -> None:
+                 checkpoint: tuple[dict[str, Any], dict[str, Any]] | None = None,
+                 trees: Mapping[str, dict[str, Any]] | None = None) -> None:
         self.path = Path(path)
         self.attrs: dict[str, Any] = dict(attrs or {})
         self.series: dict[str, list[float]] = {k: list(v) for k, v in (series or {}).items()}
         self.checkpoint = checkpoint
+        self.trees: dict[str, dict[str, Any]] = dict(trees or {})
 
     # -- creating and opening ---------------------------------------------------------------------------------
     @classmethod
@@ -119,17 +124,26 @@ class RunFile:
                 series[name] = obj[()].tolist()
 
         checkpoint = None
+        trees: dict[str, dict[str, Any]] = {}
         for name, obj in f.items():
             if name == CHECKPOINT:
                 if not isinstance(obj, h5py.Group):
                     raise RunFileError(f"run file {str(path)!r}: /checkpoint must be a group")
                 if with_checkpoint:
                     checkpoint = cls._read_checkpoint(path, obj)
+            elif isinstance(obj, h5py.Group) and "h5tree" in obj.attrs:
+                try:
+                    tree = read_tree(obj, path=f"/{name}")
+                except TreeFormatError as exc:
+                    raise RunFileError(f"run file {str(path)!r}: damaged tree: {exc}") from None
+                if not isinstance(tree, dict):
+                    raise RunFileError(f"run file {str(path)!r}: /{name} must hold a dict")
+                trees[name] = tree
             elif isinstance(obj, h5py.Group):
                 obj.visititems(lambda child, item, group=name: visit(f"{group}/{child}", item))
             else:
                 visit(name, obj)
-        return cls(path, attrs, series, checkpoint)
+        return cls(path, attrs, series, checkpoint, trees)
 
     @staticmethod
     def _read_checkpoint(path: Path, group: h5py.Group) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -184,6 +198,10 @@ class RunFile:
                 data = np.asarray(values, dtype=np.float64)
                 f.create_dataset(name, data=data, maxshape=(None,), chunks=(max(1, min(len(data), 4096)),),
                                  **DATASET_OPTIONS)
+            for name, tree in self.trees.items():
+                if name == CHECKPOINT or "/" in name or any(key.split("/")[0] == name for key in self.series):
+                    raise ValueError(f"a tree cannot be named {name!r}: it is the checkpoint's or a series' place")
+                write_tree(f.create_group(name), tree, path=f"/{name}")
             if self.checkpoint is not None:
                 state, attrs = self.checkpoint
                 group = f.create_group(CHECKPOINT)

@@ -143,3 +143,20 @@ def test_a_pickled_checkpoint_is_never_loaded(tmp_path, sealed, match):
     with pytest.raises(RunFileError, match=match):
         resume(path, progress=False, log=lambda _: None)
     assert not marker.exists()
+
+
+def test_other_trees_roundtrip_beside_the_series(tmp_path):
+    path = tmp_path / "r.h5"
+    run = RunFile.create(path, {})
+    run.append("metrics/train_loss", 1.0)
+    weights = {"initial": {"layer1": torch.randn(4, 3)}, "steps": [0, 10]}
+    run.trees["weights"] = weights
+    run.flush()
+    with h5py.File(path, "r") as f:  # readable without torch: plain datasets named by layer
+        np.testing.assert_array_equal(f["weights/initial/layer1"][()], weights["initial"]["layer1"].numpy())
+    loaded = RunFile.load(path)
+    assert torch.equal(loaded.trees["weights"]["initial"]["layer1"], weights["initial"]["layer1"])
+    assert loaded.trees["weights"]["steps"] == [0, 10] and loaded.series == {"metrics/train_loss": [1.0]}
+    run.trees["metrics"] = {"x": 1}
+    with pytest.raises(ValueError, match="a tree cannot be named 'metrics'"):
+        run.flush()
