@@ -73,13 +73,13 @@ def test_weight_alignment_is_one_for_the_dfa_fixed_point():
         net[1].weight.copy_(B[5:] @ B[:5].T)  # W_2 = B_2 B_1ᵀ
         net[2].weight.copy_(B[5:].T)  # W_L = B_{L-1}ᵀ
     result = weight_alignment(model)
-    assert result == pytest.approx({"layer2": 1.0, "output": 1.0}, abs=1e-9)
+    assert result == pytest.approx({"layer2": 1.0, "output": 1.0, "total": 1.0}, abs=1e-9)
 
 
 def test_weight_alignment_skips_conv_layers():
     net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 4), nn.Tanh(), nn.Linear(4, 3))
     model, _ = convert(net, (1, 4, 4))
-    assert set(weight_alignment(model)) == {"output"}
+    assert set(weight_alignment(model)) == {"output", "total"}
 
 
 def test_cross_seed_cosine():
