@@ -41,9 +41,9 @@ class Settings:
     blocks: int = 2
     context: int = 32
     batch_size: int = 32
-    steps: int = 1500
+    steps: int = 400
     lr: float = 3e-3
-    eval_every: int = 50
+    eval_every: int = 20
     eval_batches: int = 4
     seeds: int = 2
     feedback_seed: int = 0
