@@ -83,8 +83,9 @@ class FeedbackPoint(nn.Module):
         super().__init__()
         if activation is not None and not isinstance(activation, nn.Module):
             raise TypeError(f"activation must be an nn.Module or None, got {type(activation).__name__}")
-        if name is not None and (not isinstance(name, str) or not name or name in RESERVED_NAMES):
-            raise ValueError(f"name must be a non-empty string other than {', '.join(RESERVED_NAMES)}, got {name!r}")
+        if name is not None and (not isinstance(name, str) or not name or name in RESERVED_NAMES or "/" in name):
+            raise ValueError(f"name must be a non-empty string without '/', other than {', '.join(RESERVED_NAMES)}; "
+                             f"got {name!r}")
         if layer is not None and not isinstance(layer, nn.Module):
             raise TypeError(f"layer must be an nn.Module or None, got {type(layer).__name__}")
         self.activation = activation if activation is not None else nn.Identity()

@@ -65,6 +65,39 @@ def test_marker_model_and_its_sequential_twin_give_identical_dfa_gradients(batch
         torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
 
 
+class MarkedCNN(nn.Module):
+    """Conv -> ReLU point -> pool -> conv -> ReLU point -> pool -> linear, the twin of ``cnn(..., pooling=True)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.point1 = nn.Conv2d(1, 3, 3, padding=1, bias=False), Feedback(nn.ReLU())
+        self.conv2, self.point2 = nn.Conv2d(3, 4, 3, padding=1, bias=False), Feedback(nn.ReLU())
+        self.out = nn.Linear(4 * 2 * 2, 3, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.max_pool2d(self.point1(self.conv1(x)), 2)
+        h = F.max_pool2d(self.point2(self.conv2(h)), 2)
+        return self.out(h.flatten(1))
+
+
+def test_conv_points_get_feedback_of_their_own_shape_in_a_custom_module():
+    torch.manual_seed(0)
+    marked = MarkedCNN()
+    plain = cnn((1, 8, 8), 3, channels=(3, 4), pooling=True)
+    plain.load_state_dict({"0.weight": marked.conv1.weight, "3.weight": marked.conv2.weight,
+                           "7.weight": marked.out.weight})
+    x = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 0, 1])
+    matrix = feedback_matrix(3 * 64 + 4 * 16, 3, seed=2)
+    model = DFAModel.from_module(marked, x[:1], projector=DigitalProjector(matrix))
+    twin, _ = convert(plain, (1, 8, 8), projector=DigitalProjector(matrix))
+    assert [layer.shape for layer in model.hidden] == [(3, 8, 8), (4, 4, 4)]
+    F.cross_entropy(model(x), y).backward()
+    F.cross_entropy(twin(x), y).backward()
+    for a, b in zip(marked.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
+
+
 def test_points_are_named_by_path_unless_named(batch):
     marked, _ = twins()
     model = DFAModel.from_module(marked, batch[0][:1])
@@ -274,8 +307,11 @@ def test_duplicate_names_and_bad_points_are_refused(batch):
 
     with pytest.raises(ValueError, match="feedback point names must be unique, got 'h' twice"):
         DFAModel.from_module(Same(), batch[0][:1])
-    with pytest.raises(ValueError, match="name must be a non-empty string other than total, output, got 'total'"):
+    with pytest.raises(ValueError, match="name must be a non-empty string without '/', other than total, output; "
+                                         "got 'total'"):
         Feedback(nn.Tanh(), name="total")
+    with pytest.raises(ValueError, match="got 'a/b'"):
+        Feedback(nn.Tanh(), name="a/b")
     with pytest.raises(TypeError, match="activation must be an nn.Module or None, got function"):
         Feedback(lambda a: a)
 
