@@ -360,3 +360,25 @@ def test_projector_type_is_checked(batch):
     with pytest.raises(TypeError, match="projector must be a Projector or a device name, got int"):
         DFAModel.from_module(twins()[0], batch[0][:1], projector=3)
     assert issubclass(Counting, Projector)
+
+
+def test_weight_alignment_of_a_custom_module_needs_its_layers(batch):
+    from optodfa.alignment import weight_alignment
+
+    class Declared(MarkedMLP):
+        def __init__(self) -> None:
+            super().__init__()
+            self.act1 = Feedback(nn.Tanh(), layer=self.fc1)
+            self.act2 = Feedback(nn.ReLU(), layer=self.fc2)
+
+    torch.manual_seed(0)
+    declared = Declared()
+    plain = nn.Sequential(declared.fc1, nn.Tanh(), declared.fc2, nn.ReLU(), declared.out)
+    matrix = feedback_matrix(9, 3, seed=4)
+    model = DFAModel.from_module(declared, batch[0][:1], projector=DigitalProjector(matrix), output_layer=declared.out)
+    twin, _ = convert(plain, (6,), projector=DigitalProjector(matrix))
+    assert weight_alignment(model) == pytest.approx(weight_alignment(twin), abs=1e-12)
+    assert set(weight_alignment(model)) == {"act2", "output", "total"}
+    assert sum(1 for _ in declared.parameters()) == 6  # layer= registers nothing twice
+    undeclared = DFAModel.from_module(twins()[0], batch[0][:1])
+    assert weight_alignment(undeclared) == {}
