@@ -43,8 +43,18 @@ GA_TOTALS = ("all", "no-last")
 
 
 def _per_sample_cosine(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``(n,)`` cosines between rows of ``u`` and ``v`` flattened per sample; 0 where either row is zero."""
-    return F.cosine_similarity(u.reshape(u.shape[0], -1), v.reshape(v.shape[0], -1), dim=1, eps=1e-30)
+    """``(n,)`` cosines between rows of ``u`` and ``v`` flattened per sample; 0 where either row is zero.
+
+    Each row is divided by its largest magnitude first, in float64: the BP signal of a network near zero
+    initialisation can be ~1e-20 and its float32 squared norm would underflow, leaving the cosine unbounded.
+    """
+    return F.cosine_similarity(_unit_max(u), _unit_max(v), dim=1, eps=1e-300).clamp(-1.0, 1.0)
+
+
+def _unit_max(x: torch.Tensor) -> torch.Tensor:
+    rows = x.detach().reshape(x.shape[0], -1).double()
+    peak = rows.abs().amax(dim=1, keepdim=True)
+    return rows / torch.where(peak > 0, peak, torch.ones_like(peak))
 
 
 def feedback_signal(model: DFAModel, error: torch.Tensor) -> torch.Tensor:
@@ -111,8 +121,11 @@ def gradient_alignment(model: DFAModel, x: torch.Tensor, y: torch.Tensor,
 def _cosine(u: np.ndarray, v: np.ndarray) -> float:
     """Cosine of two arrays flattened, in float64; 0 when either is zero."""
     u, v = np.asarray(u, dtype=np.float64).ravel(), np.asarray(v, dtype=np.float64).ravel()
-    norm = np.linalg.norm(u) * np.linalg.norm(v)
-    return float(u @ v / norm) if norm > 0 else 0.0
+    peaks = np.abs(u).max(initial=0.0), np.abs(v).max(initial=0.0)
+    if peaks[0] == 0 or peaks[1] == 0:
+        return 0.0
+    u, v = u / peaks[0], v / peaks[1]  # scale-free, so tiny weights cannot underflow the norms
+    return float(np.clip(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)), -1.0, 1.0))
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:

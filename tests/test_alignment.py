@@ -226,3 +226,16 @@ def test_gradient_alignment_total_without_the_last_layer(batch):
     single, _ = convert(nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)), (6,))
     with pytest.raises(ValueError, match="total='no-last' needs at least 2 hidden layers, the model has 1"):
         gradient_alignment(single, x, y, F.cross_entropy, total="no-last")
+
+
+def test_gradient_alignment_stays_a_cosine_for_tiny_bp_signals(batch):
+    # Near zero initialisation the BP signal δa_1 = (W_2ᵀ e) ⊙ f'(a_1) is ~1e-22: its float32 squared norm underflows.
+    x, y = batch
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    with torch.no_grad():
+        net[2].weight.mul_(1e-20)
+    model, _ = convert(net, (6,), projector=DigitalProjector(net[2].weight.detach().T * 1e20))
+    assert gradient_alignment(model, x, y, F.cross_entropy)["layer1"] == pytest.approx(1.0, abs=1e-6)
+    assert weight_alignment_of([np.ones((5, 6)), np.full((3, 5), 1e-200)],
+                               [np.full((5, 3), 1e-200)])["output"] == pytest.approx(1.0)
