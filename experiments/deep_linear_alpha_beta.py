@@ -152,11 +152,15 @@ def figure(results: dict, settings: Settings) -> Figure:
     axes = fig.subplots(2, columns + 1, squeeze=False)
     for row, (key, label) in enumerate((("ga_total", "gradient alignment"), ("wa_total", "weight alignment"))):
         values = grids(results, settings, key)
+        low = max(-1.0, np.floor(values.min() * 10) / 10)  # one colour scale per row, from the data up to 1
         for col, activation in enumerate(settings.activations):
             ax = axes[row, col]
-            image = ax.imshow(values[col], origin="lower", vmin=-1, vmax=1, cmap="RdBu_r", aspect="auto",
-                              extent=(settings.betas[0] - 0.1, settings.betas[-1] + 0.1, settings.alphas[0] - 0.1,
-                                      settings.alphas[-1] + 0.1))
+            image = ax.imshow(values[col], origin="lower", vmin=low, vmax=1, cmap="viridis", aspect="auto")
+            for (i, j), value in np.ndenumerate(values[col]):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if value < (low + 1) / 2 else "black")
+            ax.set_xticks(range(len(settings.betas)), [f"{b:g}" for b in settings.betas])
+            ax.set_yticks(range(len(settings.alphas)), [f"{a:g}" for a in settings.alphas])
             ax.set(title=f"{activation}: final {label}", xlabel="β (output correlation 1 − β)", ylabel="α")
         fig.colorbar(image, ax=axes[row, columns - 1])
     ax = axes[0, columns]
