@@ -1,7 +1,7 @@
 """optodfa: Direct Feedback Alignment with the feedback projection computed by an optical processing unit."""
 
 from optodfa.device import Acquisition, Counters, FeedbackError, NonFiniteError, OpticalDevice, Projector
-from optodfa.dfa import DFAModel, convert
+from optodfa.dfa import DFAModel, Feedback, FeedbackPoint, convert
 from optodfa.registry import ProjectorSpec, available_devices, build_projector, register_device
 
 __version__ = "0.1.0"
@@ -10,7 +10,9 @@ __all__ = [
     "Acquisition",
     "Counters",
     "DFAModel",
+    "Feedback",
     "FeedbackError",
+    "FeedbackPoint",
     "NonFiniteError",
     "OpticalDevice",
     "Projector",

@@ -12,9 +12,13 @@ Known data sets (:data:`DATASETS`):
 Files are searched for, and downloaded on request, as :mod:`optodfa.datasets.locate` describes: the ``root``
 argument, ``$OPTODFA_DATA``, the user cache, then ``/usr/share/datasets``.
 
-Preprocessing: pixel values are scaled to [0, 1] (divided by 255, or by 16 for ``digits``), then standardised per
-channel with the mean and the population standard deviation of the training images that are kept (after
-``limit``); the test images use the same training statistics. A channel with zero spread is only centred.
+Preprocessing: pixel values are scaled to [0, 1] (divided by 255, or by 16 for ``digits``), optionally resized
+(``input_size``, :func:`resize_images`), then standardised per channel with the mean and the population standard
+deviation of the training images that are kept (after ``limit``); the test images use the same training
+statistics. A channel with zero spread is only centred.
+
+Also here: the deep-linear regression task of SPEC §6.3 (:func:`deep_linear_data`) and label noise
+(:func:`add_label_noise`, :meth:`Dataset.with_label_noise` for the training and, optionally, the test labels).
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ from optodfa.datasets.download import download_dataset
 from optodfa.datasets.idx import DataFormatError, read_idx
 from optodfa.datasets.locate import DatasetNotFoundError, data_file, download_dir, find_dataset
 from optodfa.datasets.sources import SOURCES, Source
-from optodfa.seeding import check_seed, torch_generator
+from optodfa.seeding import check_seed, derive_seed, torch_generator
 from optodfa.validation import check_bool, check_choice, check_int, check_real
 
-__all__ = ["DATASETS", "DIGITS_TEST_SIZE", "Dataset", "DatasetNotFoundError", "add_label_noise", "load_dataset"]
+__all__ = ["DATASETS", "DIGITS_TEST_SIZE", "RESIZE_MODES", "Dataset", "DatasetNotFoundError", "DeepLinearData",
+           "add_label_noise", "deep_linear_data", "load_dataset", "resize_images"]
 
 DATASETS = ("fashion-mnist", "mnist", "kmnist", "digits", "cifar10", "cifar100")
 DIGITS_TEST_SIZE = 297
+RESIZE_MODES = ("area", "bilinear")
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -78,13 +84,26 @@ class Dataset:
         return dataclasses.replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
                                    x_test=self.x_test.to(device), y_test=self.y_test.to(device))
 
+    def with_label_noise(self, p: float, *, seed: int, test: bool = False) -> Dataset:
+        """The same data set with each training label (and, with ``test``, each test label) replaced by a random
+        class with probability ``p`` (:func:`add_label_noise`).
+
+        The training labels use ``seed`` itself, the test labels the sub-stream ``derive_seed(seed, 1)``, so
+        adding test noise leaves the training labels as they were.
+        """
+        y_train = add_label_noise(self.y_train, p, self.num_classes, seed=seed)
+        check_bool("test", test)
+        y_test = add_label_noise(self.y_test, p, self.num_classes, seed=derive_seed(seed, 1)) if test else self.y_test
+        return dataclasses.replace(self, y_train=y_train, y_test=y_test)
+
     def __repr__(self) -> str:
         return (f"Dataset(name={self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
                 f"input_shape={self.input_shape}, num_classes={self.num_classes}, source={self.source!r})")
 
 
 def load_dataset(name: str, *, root: str | os.PathLike[str] | None = None, download: bool = False,
-                 limit: int | None = None, flatten: bool = True) -> Dataset:
+                 limit: int | None = None, flatten: bool = True, input_size: int | None = None,
+                 resize_mode: str = "area") -> Dataset:
     """Load a data set by name, standardised and as torch tensors on the CPU.
 
     Args:
@@ -96,6 +115,9 @@ def load_dataset(name: str, *, root: str | os.PathLike[str] | None = None, downl
         limit: keep only the first ``limit`` training samples (all of them if there are fewer); the test set
             stays whole. ``None`` keeps everything.
         flatten: return ``x`` as ``(N, C·H·W)`` rather than ``(N, C, H, W)``.
+        input_size: resize every image to ``input_size × input_size`` pixels before standardising (e.g. 14 for
+            the paper's 14 × 14 Fashion-MNIST); ``None`` keeps the native size.
+        resize_mode: how (:data:`RESIZE_MODES`, see :func:`resize_images`).
 
     Raises:
         DatasetNotFoundError: the files are nowhere and ``download`` is false; the message lists the places
@@ -110,6 +132,9 @@ def load_dataset(name: str, *, root: str | os.PathLike[str] | None = None, downl
     check_bool("flatten", flatten)
     if limit is not None:
         limit = check_int("limit", limit, low=1)
+    if input_size is not None:
+        input_size = check_int("input_size", input_size, low=1)
+    check_choice("resize_mode", resize_mode, RESIZE_MODES)
 
     if name == "digits":
         x_train, y_train, x_test, y_test, scale, where = _read_digits()
@@ -127,6 +152,9 @@ def load_dataset(name: str, *, root: str | os.PathLike[str] | None = None, downl
         scale, where, num_classes = 255.0, str(folder), source.num_classes
 
     x_train, y_train = x_train[:limit], y_train[:limit]
+    if input_size is not None and x_train.shape[2:] != (input_size, input_size):
+        x_train, x_test = (resize_images(torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32), input_size,
+                                         mode=resize_mode).numpy() for x in (x_train, x_test))
     mean, std = _channel_stats(x_train)
     train, test = (_standardise(x, mean, std) for x in (x_train, x_test))
     input_shape = (int(train.shape[1]), int(train.shape[2]), int(train.shape[3]))
@@ -169,6 +197,80 @@ def add_label_noise(labels: torch.Tensor, p: float, num_classes: int, *, seed: i
     replace = torch.rand(len(cpu), generator=generator, dtype=torch.float64) < p
     drawn = torch.randint(num_classes, (len(cpu),), generator=generator, dtype=cpu.dtype)
     return torch.where(replace, drawn, cpu).to(labels.device)
+
+
+def resize_images(x: torch.Tensor, size: int | tuple[int, int], *, mode: str = "area") -> torch.Tensor:
+    """Resize a batch of images ``(N, C, H, W)`` to ``(N, C, h, w)`` (``size`` = ``h = w`` or ``(h, w)``).
+
+    ``area`` averages the input pixels each output pixel covers (for 28 → 14, the mean of each 2 × 2 block: total
+    intensity is kept); ``bilinear`` interpolates, with anti-aliasing when shrinking. Integer images are converted
+    to float32 first; values stay in the input's units.
+    """
+    check_choice("mode", mode, RESIZE_MODES)
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"images must be a 4-D tensor (N, C, H, W), got {shape}")
+    target = (size, size) if not isinstance(size, tuple) else size
+    if len(target) != 2:
+        raise ValueError(f"size must be an integer or a pair (h, w), got {size!r}")
+    target = tuple(check_int("size", s, low=1) for s in target)
+    x = x if x.is_floating_point() else x.to(torch.float32)
+    if mode == "area":
+        return torch.nn.functional.interpolate(x, size=target, mode="area")
+    return torch.nn.functional.interpolate(x, size=target, mode="bilinear", align_corners=False, antialias=True)
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class DeepLinearData:
+    """The deep-linear regression task of SPEC §6.3: inputs ``x ~ N(0, I)``, outputs ``y ~ N(0, Σ)``, independent.
+
+    Attributes:
+        x: ``(N, input_dim)`` inputs.
+        y: ``(N, 2)`` targets.
+        sigma: ``(2, 2)`` float64 ``Σ = [[1, α(1−β)], [α(1−β), α²]]``.
+        alpha: output anisotropy α (the second output's standard deviation).
+        beta: β; the outputs' correlation is ``1 − β``.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    sigma: torch.Tensor
+    alpha: float
+    beta: float
+
+    def __repr__(self) -> str:
+        return (f"DeepLinearData(samples={len(self.x)}, input_dim={self.x.shape[1]}, alpha={self.alpha}, "
+                f"beta={self.beta})")
+
+
+def deep_linear_data(alpha: float, beta: float, *, samples: int = 1000, input_dim: int = 9, seed: int = 0,
+                     dtype: torch.dtype = torch.float32) -> DeepLinearData:
+    """Draw the deep-linear task (SPEC §6.3): ``x ~ N(0, I_input_dim)`` and, independently, ``y ~ N(0, Σ)``.
+
+    ``Σ = [[1, α(1−β)], [α(1−β), α²]]``: α sets the anisotropy of the outputs, ``1 − β`` their correlation;
+    Σ is positive definite for α, β in (0, 1]. ``y = z Lᵀ`` with ``L`` the Cholesky factor of Σ and ``z`` standard
+    normal. ``x`` comes from the stream ``(seed, 0)``, ``z`` from ``(seed, 1)``, drawn in float64 on the CPU.
+
+    Args:
+        alpha, beta: in (0, 1].
+        samples: number of samples ``N`` (1000 in the paper).
+        input_dim: input dimension (9 in the paper).
+        seed: seed of the draw.
+        dtype: floating dtype of ``x`` and ``y``.
+    """
+    alpha = check_real("alpha", alpha, low=0.0, high=1.0, low_open=True)
+    beta = check_real("beta", beta, low=0.0, high=1.0, low_open=True)
+    samples = check_int("samples", samples, low=1)
+    input_dim = check_int("input_dim", input_dim, low=1)
+    seed = check_seed(seed)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    c = alpha * (1 - beta)
+    sigma = torch.tensor([[1.0, c], [c, alpha**2]], dtype=torch.float64)
+    cholesky = torch.tensor([[1.0, 0.0], [c, alpha * math.sqrt(1 - (1 - beta) ** 2)]], dtype=torch.float64)
+    x = torch.randn(samples, input_dim, generator=torch_generator(seed, 0), dtype=torch.float64)
+    z = torch.randn(samples, 2, generator=torch_generator(seed, 1), dtype=torch.float64)
+    return DeepLinearData(x=x.to(dtype), y=(z @ cholesky.T).to(dtype), sigma=sigma, alpha=alpha, beta=beta)
 
 
 def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

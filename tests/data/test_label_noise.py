@@ -74,5 +74,6 @@ def test_label_noise_and_dataset_on_gpu() -> None:
 def test_known_names_and_module_surface() -> None:
     assert DATASETS == ("fashion-mnist", "mnist", "kmnist", "digits", "cifar10", "cifar100")
     assert set(ds.SOURCES) == set(DATASETS) - {"digits"}
-    assert set(data.__all__) == {"DATASETS", "DIGITS_TEST_SIZE", "Dataset", "DatasetNotFoundError",
-                                 "add_label_noise", "load_dataset"}
+    assert set(data.__all__) == {"DATASETS", "DIGITS_TEST_SIZE", "RESIZE_MODES", "Dataset", "DatasetNotFoundError",
+                                 "DeepLinearData", "add_label_noise", "deep_linear_data", "load_dataset",
+                                 "resize_images"}
