@@ -86,7 +86,7 @@ def write(tmp_path: Path, text: str, name: str = "mine.toml") -> Path:
 @pytest.mark.parametrize(("text", "match"), [
     ("[camera]\nbitz = {value = 8, unit = 'bit', source = 'x'}\n",
      r"unknown key\(s\) camera.bitz; allowed in \[camera\]: auto_exposure, "),
-    ("[lens]\nfocal = 3\n", r"unknown section\(s\) 'lens'; allowed: camera, device, dmd, drift, encoding, medium, "),
+    ("[lens]\nfocal = 3\n", r"unknown section\(s\) 'lens'; allowed: camera, device, dmd, drift, encoding, faults, "),
     ("[camera]\nbits = 8\n", r"camera.bits needs a unit: write bits = \{value = ..., unit = \"bit\", source"),
     ("[camera]\nbits = {value = 8, unit = 'bit'}\n", r"camera.bits needs a source \(where the number comes from\)"),
     ("[camera]\nbits = {value = 'eight', unit = 'bit', source = 'x'}\n", "camera.bits must be an integer"),
