@@ -34,7 +34,7 @@ MIN_COSINE = 0.8
 """Cosine a projection must keep with its reference (the exact ``B_eff e``, or a repeat of itself)."""
 
 
-class NotApplicable(Exception):  # noqa: N818 - a verdict, not an error
+class NotApplicable(Exception):
     """The check does not apply to this device; the message says why."""
 
 
