@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_PIN)"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# The LightOn driver plug-in and lightonml for its tests (its own pins do not install: devices/lighton/README.md).
+	$(PY) -m pip install --quiet --no-deps lightonml==1.4.3 attrs requests numexpr "setuptools<81"
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e devices/lighton
 	touch $(STAMP)
 
 demo: $(STAMP)

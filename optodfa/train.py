@@ -31,7 +31,8 @@ from optodfa.models import mlp
 from optodfa.runlog import RunFile, RunFileError, check_writable
 from optodfa.seeding import derive_seed, torch_generator
 
-DEVICE_SERIES = ("frames", "hardware_seconds", "energy_joules", "saturated_pixels", "projections", "macs")
+DEVICE_SERIES = ("frames", "hardware_seconds", "energy_joules", "saturated_pixels", "projections", "macs",
+                 "faults", "retries")
 
 
 @dataclasses.dataclass
