@@ -15,6 +15,7 @@ import pytest
 
 from optodfa.cli import main
 from optodfa.datasets.idx import write_idx
+from optodfa.registry import build_projector
 
 HAS_LIGHTON = any(point.name == "lighton" for point in metadata.entry_points(group="optodfa.devices"))
 NEEDS_LIGHTON = pytest.mark.skipif(not HAS_LIGHTON, reason="the lighton plug-in is not installed (`make` installs "
@@ -66,6 +67,7 @@ def test_lighton_refuses_a_setting_it_would_ignore(fashion, tmp_path, capsys):
                  "--set", "camera.bits=4", "--out", str(tmp_path / "r.h5")])
     assert code == 2
     assert "'camera.bits' not used by device 'lighton'" in capsys.readouterr().err
-    # An encoding setting is the projector's, so every driver takes it, and it is recorded.
-    run = train(fashion, tmp_path / "t.h5", "--device", "lighton", "--set", "encoding.threshold=0.05")
-    assert run["status"] == "completed"
+    # An encoding setting is the projector's, so every driver takes it, uses it and records it.
+    projector = build_projector("lighton", 10, 32, overrides={"encoding.threshold": "0.05"})
+    assert projector.describe()["encoding"]["threshold"] == 0.05
+    assert projector.describe()["profile"]["encoding"]["threshold"]["source"] == "override"

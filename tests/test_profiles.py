@@ -114,8 +114,8 @@ def test_lookup_by_name_in_environment_folders_and_errors(tmp_path, monkeypatch)
     monkeypatch.setenv("OPTODFA_PROFILES", str(tmp_path))
     assert profile_dirs()[0] == tmp_path
     assert load_profile("lab-opu")["camera.bits"] == 6
-    with pytest.raises(ProfileError, match=r"unknown profile 'nope'; known profiles: ideal-opu, lab-opu, "
-                                           r"lighton-aurora, low-light-opu"):
+    with pytest.raises(ProfileError, match=r"unknown profile 'nope'; known profiles: chip-4bit, chip-8bit, "
+                                           r"ideal-opu, lab-opu, lighton-aurora, low-light-opu"):
         load_profile("nope")
     with pytest.raises(ProfileError, match=r"profile file '.*missing.toml' does not exist"):
         load_profile(str(tmp_path / "missing.toml"))
