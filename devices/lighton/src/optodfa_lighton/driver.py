@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from optodfa.device import Acquisition, Counters, Projector
+from optodfa.faults import DeviceError
 from optodfa.optical import Intensities, OpticalProjector
 from optodfa.profiles import load_profile
 from optodfa.registry import ProjectorSpec
@@ -85,8 +86,13 @@ class LightOnDevice:
         self.power_w = float(power_w)
         self.seed = int(seed)
         self.lightonml_version = lightonml.__version__
-        self.opu = OPU(n_components=self.output_pixels, max_n_features=self.n_features, simulated=self.simulated,
-                       disable_pbar=True, open_at_init=False)
+        try:
+            self.opu = OPU(n_components=self.output_pixels, max_n_features=self.n_features,
+                           simulated=self.simulated, disable_pbar=True, open_at_init=False)
+        except (ImportError, RuntimeError) as exc:  # no lightonopu, or no OPU configured on this host
+            raise DeviceError("lighton", "open", f"no LightOn OPU available ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0]}); use --set simulated=true for lightonml's simulated "
+                              f"OPU") from exc
         if self.simulated:
             self.opu.device.build_random_matrix(self.n_features, self.output_pixels,
                                                 seed=derive_seed(self.seed, _SEED_LABEL) % 2**32)
