@@ -6,6 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# lightonml and the LightOn driver plug-in (devices/lighton) are installed for the tests, so they run: lightonml's own
+# pins do not install on current Python, hence --no-deps and its few real needs by hand (devices/lighton/README.md).
+# Neither is a dependency of optodfa.
 
 .PHONY: demo test lint bench clean-venv
 
@@ -14,6 +17,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_PIN)"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps lightonml==1.4.3
+	$(PY) -m pip install --quiet attrs requests numexpr "setuptools<81"
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e devices/lighton
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -120,6 +120,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_devices(args: argparse.Namespace) -> int:
     from optodfa.registry import available_devices
 
+    if args.action == "check":
+        from optodfa.conformance import format_table, run_checks
+
+        results = run_checks(args.name, profile=args.profile, overrides=parse_settings(args.settings))
+        print(format_table(args.name, results))
+        return 1 if any(r.status == "fail" for r in results) else 0
     if args.action == "fidelity":
         from optodfa.fidelity import fidelity_report
 
@@ -157,9 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     report = sub.add_parser("report", help="print the summary table of a run file, or one table comparing several")
     report.add_argument("runs", nargs="+", metavar="RUN.h5", help="run file(s)")
-    devices = sub.add_parser("devices", help="list feedback devices; `devices fidelity NAME` measures one")
-    devices.add_argument("action", nargs="?", choices=("list", "fidelity"), default="list")
-    devices.add_argument("name", nargs="?", default="opu-sim", help="device name (for fidelity)")
+    devices = sub.add_parser("devices", help="list feedback devices; `devices fidelity NAME` measures one, "
+                             "`devices check NAME` runs the conformance kit on it")
+    devices.add_argument("action", nargs="?", choices=("list", "fidelity", "check"), default="list")
+    devices.add_argument("name", nargs="?", default="opu-sim", help="device name (for fidelity and check)")
     devices.add_argument("--profile", default=None)
     devices.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
     demo = sub.add_parser("demo", help="train DFA through the simulated OPU and print the table")

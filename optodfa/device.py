@@ -50,6 +50,8 @@ class Counters:
         energy_joules: device energy in joules (hardware seconds x power for an OPU).
         macs: multiply-accumulates a digital ``B e`` of the same shapes costs (``n * D * d`` per call).
         saturated_pixels: camera pixel readings clipped at full scale.
+        faults: device errors seen (transient errors, timeouts, invalid acquisitions; see :mod:`optodfa.faults`).
+        retries: acquisitions repeated after a transient error.
     """
 
     calls: int = 0
@@ -59,6 +61,8 @@ class Counters:
     energy_joules: float = 0.0
     macs: int = 0
     saturated_pixels: int = 0
+    faults: int = 0
+    retries: int = 0
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)

@@ -28,17 +28,27 @@ Those frames count in the device's counters like any other.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import Any
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from optodfa.device import Counters, OpticalDevice, Projector
 from optodfa.encoding import Encoding, TernaryEncoding
+from optodfa.faults import FaultPolicy, GuardedDevice
 from optodfa.readout import HolographicReadout, IntensityReadout, Readout
 from optodfa.validation import check_int, check_real
 
-__all__ = ["Intensities", "OpticalProjector"]
+if TYPE_CHECKING:
+    from optodfa.profiles import Profile
+
+__all__ = ["PROJECTOR_KEYS", "Intensities", "OpticalProjector"]
+
+PROJECTOR_KEYS = ("encoding.kind", "encoding.rule", "encoding.threshold", "encoding.bits", "readout.mode",
+                  "readout.evening", "readout.evening_floor", "faults.attempts", "faults.backoff", "faults.timeout")
+"""Profile keys the projector itself reads, whatever the device (:meth:`OpticalProjector.from_profile`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,20 +84,26 @@ class OpticalProjector(Projector):
         raw_matrix: callable returning the ``(D, d)`` matrix ``M`` (intensity units) the device applies, for
             :meth:`effective_matrix`; a simulator knows it, a real device gets it from calibration.
         description: extra plain data for :meth:`describe` (e.g. the resolved profile).
+        faults: retry and timeout policy of the device guard (:mod:`optodfa.faults`); every device is wrapped in
+            a :class:`~optodfa.faults.GuardedDevice`, so ``self.device`` is the guard (``self.device.inner`` the
+            device given).
+
+    Drivers usually build one with :meth:`from_profile`, which takes encoding, readout, evening and fault settings
+    from a profile and its overrides exactly as ``opu-sim`` does.
     """
 
     def __init__(self, device: OpticalDevice, *, in_features: int, out_features: int,
                  encoding: Encoding | None = None, readout: Readout | None = None, evening: bool = False,
                  evening_floor: float = 0.05, intensities: Intensities | None = None,
                  raw_matrix: Callable[[], torch.Tensor] | None = None,
-                 description: Mapping[str, Any] | None = None) -> None:
+                 description: Mapping[str, Any] | None = None, faults: FaultPolicy | None = None) -> None:
         if not isinstance(device, OpticalDevice):
             raise TypeError(f"device must implement the OpticalDevice protocol (input_pixels, output_pixels, "
                             f"bit_depth, frame_time_s, acquire, ...), got {type(device).__name__}")
         check_int("in_features", in_features, low=1, high=device.input_pixels)
         check_int("out_features", out_features, low=1, high=device.output_pixels)
         super().__init__(in_features, out_features)
-        self.device = device
+        self.device = GuardedDevice(device, faults)
         self.encoding = encoding if encoding is not None else TernaryEncoding()
         self.readout = readout if readout is not None else HolographicReadout()
         if not isinstance(evening, bool):
@@ -102,7 +118,65 @@ class OpticalProjector(Projector):
         self._reference_intensity: torch.Tensor | None = None
         self._raw_matrix = raw_matrix
         self._description = dict(description or {})
-        self._device_base = device.counters()
+        self._device_base = self.device.counters()
+
+    @classmethod
+    def from_profile(cls, device: OpticalDevice, profile: Profile | str | os.PathLike[str] | None = None,
+                     overrides: Mapping[str, Any] | None = None, *, in_features: int, out_features: int,
+                     uses: Iterable[str] | None = None, intensities: Intensities | None = None,
+                     raw_matrix: Callable[[], torch.Tensor] | None = None,
+                     description: Mapping[str, Any] | None = None) -> OpticalProjector:
+        """The projector ``opu-sim`` would build around ``device``: encoding, readout, evening and fault policy from
+        ``profile`` and ``overrides``.
+
+        Args:
+            device: the raw device.
+            profile: a resolved :class:`~optodfa.profiles.Profile`, a profile name or path, or ``None`` (the
+                default profile).
+            overrides: ``{"encoding.threshold": "0.05", ...}`` applied over the profile (strings parsed as on the
+                command line).
+            in_features, out_features: ``d`` and ``D``.
+            uses: profile keys the *device* reads (beyond :data:`PROJECTOR_KEYS`, which the projector reads);
+                default the device's ``profile_keys`` attribute, or none.
+            intensities, raw_matrix, description: as in the constructor; the resolved profile is added to the
+                description under ``"profile"``.
+
+        Raises:
+            ProfileError: an unknown key, a bad value, or an override of a key neither the projector nor the device
+                reads: it would be recorded in the run file and change nothing.
+        """
+        from optodfa.encoding import make_encoding
+        from optodfa.profiles import SCHEMA, Profile, ProfileError, load_profile
+        from optodfa.readout import make_readout
+
+        base = profile if isinstance(profile, Profile) else load_profile(profile)
+        if base.kind != "opu":
+            raise ProfileError(f"profile {base.name!r} describes a {base.kind!r} device, not an optical "
+                               f"(DMD and camera) device")
+        overrides = dict(overrides or {})
+        if set(overrides) - set(SCHEMA):
+            base.with_overrides(overrides)  # raises, naming the unknown keys and listing the allowed ones
+        used = set(PROJECTOR_KEYS) | set(getattr(device, "profile_keys", ()) if uses is None else uses)
+        unused = sorted(set(overrides) - used)
+        if unused:
+            from optodfa.faults import driver_name
+
+            raise ProfileError(f"setting(s) {', '.join(map(repr, unused))} not used by device "
+                               f"{driver_name(device)!r}: accepted, they would be recorded and change nothing; "
+                               f"settings it uses: {', '.join(sorted(used))}")
+        resolved = base.with_overrides(overrides)
+        v = resolved.values
+        kind = v["encoding.kind"]
+        params = {"ternary": {"threshold": v["encoding.threshold"], "rule": v["encoding.rule"]},
+                  "sign": {}, "bitplane": {"bits": v["encoding.bits"]}}[kind]
+        timeout = v["faults.timeout"]
+        policy = FaultPolicy(attempts=v["faults.attempts"], backoff_s=v["faults.backoff"],
+                             timeout_s="device" if timeout is None else (None if math.isinf(timeout) else timeout))
+        return cls(device, in_features=in_features, out_features=out_features,
+                   encoding=make_encoding(kind, **params), readout=make_readout(v["readout.mode"]),
+                   evening=v["readout.evening"], evening_floor=v["readout.evening_floor"], intensities=intensities,
+                   raw_matrix=raw_matrix, description={"profile": resolved.as_dict(), **(description or {})},
+                   faults=policy)
 
     # -- projection ------------------------------------------------------------------------------------------
     def _project(self, e: torch.Tensor) -> torch.Tensor:
@@ -151,6 +225,8 @@ class OpticalProjector(Projector):
         counters.hardware_seconds = now.hardware_seconds - self._device_base.hardware_seconds
         counters.energy_joules = now.energy_joules - self._device_base.energy_joules
         counters.saturated_pixels = now.saturated_pixels - self._device_base.saturated_pixels
+        counters.faults = now.faults - self._device_base.faults
+        counters.retries = now.retries - self._device_base.retries
         return counters
 
     def reset_counters(self) -> None:

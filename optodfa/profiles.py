@@ -50,9 +50,12 @@ UNITS: dict[str, tuple[str, float]] = {
     "count/e-": ("gain", 1.0), "DN/e-": ("gain", 1.0), "ADU/e-": ("gain", 1.0),
     "e-/s": ("rate", 1.0), "e-/ms": ("rate", 1e3), "e-/us": ("rate", 1e6),
     "1": ("ratio", 1.0), "%": ("ratio", 1e-2),
+    "attempt": ("attempts", 1.0), "channel": ("channels", 1.0),
+    "J": ("energy", 1.0), "nJ": ("energy", 1e-9), "pJ": ("energy", 1e-12), "fJ": ("energy", 1e-15),
 }
 SI_UNIT = {"time": "s", "power": "W", "mirrors": "mirror", "pixels": "pixel", "bits": "bit", "frames": "frame",
-           "electrons": "e-", "counts": "count", "gain": "count/e-", "rate": "e-/s", "ratio": "1"}
+           "electrons": "e-", "counts": "count", "gain": "count/e-", "rate": "e-/s", "ratio": "1",
+           "attempts": "attempt", "channels": "channel", "energy": "J"}
 
 
 class ProfileError(ValueError):
@@ -156,9 +159,41 @@ SCHEMA: dict[str, Field] = {
     "readout.evening": Field("bool", False, doc="divide row i by sqrt(I_i(r))"),
     "readout.evening_floor": _n("float", 0.05, "1", "floor of I_i(r) as a fraction of its mean", low=0.0,
                                 high=1.0, low_open=True),
+    # Fault policy of the device guard (optodfa.faults), read by every optical projector.
+    "faults.attempts": _n("int", 3, "attempt", "tries of one device call in all (1: no retry)", low=1, high=100),
+    "faults.backoff": _n("float", 50.0, "ms", "wait before the first retry (doubling after)", low=0.0,
+                         high=3600.0),
+    "faults.timeout": _n("float", "device", "s", "seconds an acquire may take ('device': the driver's own "
+                         "default; inf: no timeout)", low=0.0, low_open=True, special="device", allow_inf=True),
 }
+
+# A silicon-photonic weight bank (optodfa.sim.chip); profiles say `kind = "chip"` in their [profile] table.
+CHIP_SCHEMA: dict[str, Field] = {
+    "chip.rows": _n("int", 32, "channel", "output channels (weight-bank rows) of the chip", low=1),
+    "chip.cols": _n("int", 32, "channel", "input channels (wavelengths) of the chip", low=1),
+    "chip.tile_time": _n("float", 1.0, "ns", "time of one tile operation (one input vector through the chip)",
+                         low=0.0, low_open=True),
+    "chip.tile_energy": _n("float", 1024.0, "pJ", "energy of one tile operation", low=0.0),
+    "weights.bits": _n("int", 8, "bit", "programming precision of a weight in [-1, 1]", low=1, high=16,
+                       special="unlimited"),
+    "weights.noise": _n("float", 0.002, "1", "standard deviation of the programming error (weight units)",
+                        low=0.0),
+    "weights.clip": _n("float", 3.0, "1", "feedback entries of this many standard deviations map to weight 1",
+                       low=0.0, low_open=True),
+    "dac.bits": _n("int", 8, "bit", "input DAC bits (per-sample full scale)", low=1, high=16, special="unlimited"),
+    "adc.bits": _n("int", 8, "bit", "output ADC bits of each tile's partial sums", low=1, high=16,
+                   special="unlimited"),
+    "adc.range": _n("float", 0.125, "1", "ADC full scale as a fraction of the largest partial sum (cols)",
+                    low=0.0, high=1.0, low_open=True),
+    "analog.noise": _n("float", 0.002, "1", "additive Gaussian noise at the detector, a fraction of the ADC range",
+                       low=0.0),
+    "analog.crosstalk": _n("float", 0.01, "1", "fraction of each neighbouring channel a ring picks up", low=0.0,
+                           high=0.5),
+}
+SCHEMAS: dict[str, dict[str, Field]] = {"opu": SCHEMA, "chip": CHIP_SCHEMA}
+_FIELDS = {**SCHEMA, **CHIP_SCHEMA}  # sections of the kinds are disjoint, so a key names its field
 SECTIONS = sorted({key.partition(".")[0] for key in SCHEMA})
-METADATA_KEYS = ("name", "description")
+METADATA_KEYS = ("name", "description", "kind")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +207,7 @@ class Profile:
             ``inf`` where allowed).
         entries: dotted key -> ``{"value", "unit", "given", "source"}`` (plain data for run files).
         description: one line from the file.
+        kind: the schema it follows: ``"opu"`` (:data:`SCHEMA`) or ``"chip"`` (:data:`CHIP_SCHEMA`).
     """
 
     name: str
@@ -179,18 +215,20 @@ class Profile:
     values: Mapping[str, Any]
     entries: Mapping[str, Mapping[str, Any]]
     description: str = ""
+    kind: str = "opu"
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.values:
-            raise KeyError(f"unknown profile key {key!r}; allowed: {', '.join(sorted(SCHEMA))}")
+            raise KeyError(f"unknown profile key {key!r}; allowed: {', '.join(sorted(SCHEMAS[self.kind]))}")
         return self.values[key]
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Profile:
         """A copy with ``overrides`` applied (strings parsed, units converted); unknown keys raise."""
-        unknown = sorted(set(overrides) - set(SCHEMA))
+        schema = SCHEMAS[self.kind]
+        unknown = sorted(set(overrides) - set(schema))
         if unknown:
             raise ProfileError(f"unknown setting(s) {', '.join(map(repr, unknown))}; allowed: "
-                               f"{', '.join(sorted(SCHEMA))}")
+                               f"{', '.join(sorted(schema))}")
         values, entries = dict(self.values), {k: dict(v) for k, v in self.entries.items()}
         for key, raw in overrides.items():
             value, given = _parse_override(key, raw)
@@ -200,7 +238,8 @@ class Profile:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable nested form: ``{"name", "path", "description", section: {key: entry}}``."""
-        out: dict[str, Any] = {"name": self.name, "path": self.path, "description": self.description}
+        out: dict[str, Any] = {"name": self.name, "path": self.path, "description": self.description,
+                               "kind": self.kind}
         for key, entry in self.entries.items():
             section, _, name = key.partition(".")
             out.setdefault(section, {})[name] = dict(entry)
@@ -210,6 +249,7 @@ class Profile:
 def profile_dirs() -> list[Path]:
     """Folders searched for profiles by name: ``$OPTODFA_PROFILES`` entries, then ``devices/`` by the package."""
     dirs = [Path(p) for p in os.environ.get("OPTODFA_PROFILES", "").split(os.pathsep) if p]
+    dirs.append(Path(optodfa.__file__).resolve().parent / "device_profiles")
     dirs.append(Path(optodfa.__file__).resolve().parents[1] / "devices")
     return dirs
 
@@ -244,22 +284,27 @@ def load_profile(profile: str | os.PathLike[str] | None = None,
 def parse_profile(data: Mapping[str, Any], *, name: str, path: str | None = None) -> Profile:
     """Validate parsed TOML ``data`` against :data:`SCHEMA` and resolve it to SI units."""
     where = f"profile {path or name!r}"
-    allowed_sections = [*SECTIONS, "profile"]
+    meta = data.get("profile", {})
+    kind = meta.get("kind", "opu") if isinstance(meta, Mapping) else "opu"
+    if kind not in SCHEMAS:
+        raise ProfileError(f"{where}: [profile] kind must be one of {', '.join(map(repr, SCHEMAS))}, got {kind!r}")
+    schema = SCHEMAS[kind]
+    sections = sorted({key.partition(".")[0] for key in schema})
+    allowed_sections = [*sections, "profile"]
     unknown = sorted(set(data) - set(allowed_sections))
     if unknown:
         raise ProfileError(f"{where}: unknown section(s) {', '.join(map(repr, unknown))}; allowed: "
                            f"{', '.join(allowed_sections)}")
-    meta = data.get("profile", {})
     if not isinstance(meta, Mapping) or set(meta) - set(METADATA_KEYS):
         raise ProfileError(f"{where}: [profile] may hold only {', '.join(METADATA_KEYS)} (strings), got "
                            f"{meta!r}")
     values: dict[str, Any] = {}
     entries: dict[str, dict[str, Any]] = {}
-    for section in SECTIONS:
+    for section in sections:
         table = data.get(section, {})
         if not isinstance(table, Mapping):
             raise ProfileError(f"{where}: [{section}] must be a table, got {type(table).__name__}")
-        allowed = sorted(k.partition(".")[2] for k in SCHEMA if k.startswith(section + "."))
+        allowed = sorted(k.partition(".")[2] for k in schema if k.startswith(section + "."))
         bad = sorted(set(table) - set(allowed))
         if bad:
             raise ProfileError(f"{where}: unknown key(s) {', '.join(f'{section}.{b}' for b in bad)}; allowed in "
@@ -269,13 +314,13 @@ def parse_profile(data: Mapping[str, Any], *, name: str, path: str | None = None
             if key in table:
                 value, given, source = _parse_file_entry(where, dotted, table[key])
             else:
-                field = SCHEMA[dotted]
+                field = schema[dotted]
                 value, given, source = _to_si(dotted, field.default, field.unit), _show(field.default,
                                                                                          field.unit), DEFAULT_SOURCE
             values[dotted] = value
             entries[dotted] = _entry(dotted, value, given, source)
     return Profile(name=str(meta.get("name", name)), path=path, values=values, entries=entries,
-                   description=str(meta.get("description", "")))
+                   description=str(meta.get("description", "")), kind=kind)
 
 
 # -- internals -----------------------------------------------------------------------------------------------
@@ -297,7 +342,7 @@ def _locate(profile: str | os.PathLike[str]) -> Path:
 
 
 def _parse_file_entry(where: str, key: str, raw: Any) -> tuple[Any, str, str]:
-    field = SCHEMA[key]
+    field = _FIELDS[key]
     if isinstance(raw, Mapping):
         extra = sorted(set(raw) - {"value", "unit", "source"})
         if extra or "value" not in raw:
@@ -322,7 +367,7 @@ def _parse_file_entry(where: str, key: str, raw: Any) -> tuple[Any, str, str]:
 
 def _check_value(key: str, value: Any, unit: str | None) -> Any:
     """Type- and range-check one value given in ``unit``; return it in SI."""
-    field = SCHEMA[key]
+    field = _FIELDS[key]
     if field.kind == "bool":
         if not isinstance(value, bool):
             raise ProfileError(f"{key} must be {field.rule()}, got {value!r} ({type(value).__name__})")
@@ -354,7 +399,7 @@ def _check_value(key: str, value: Any, unit: str | None) -> Any:
 
 
 def _to_si(key: str, value: Any, unit: str) -> Any:
-    field = SCHEMA[key]
+    field = _FIELDS[key]
     if field.kind not in ("int", "float") or value is None or value == field.special:
         return None if value == field.special and field.special is not None else value
     si = value * UNITS[unit][1]
@@ -365,7 +410,7 @@ _NUMBER_WITH_UNIT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|
 
 
 def _parse_override(key: str, raw: Any) -> tuple[Any, str]:
-    field = SCHEMA[key]
+    field = _FIELDS[key]
     if not isinstance(raw, str):
         if field.kind in ("int", "float") and raw is not None and raw != field.special:
             return _check_value(key, raw, field.unit), _show(raw, field.unit)
@@ -397,7 +442,7 @@ def _parse_override(key: str, raw: Any) -> tuple[Any, str]:
 
 
 def _entry(key: str, value: Any, given: str, source: str) -> dict[str, Any]:
-    field = SCHEMA[key]
+    field = _FIELDS[key]
     unit = SI_UNIT[field.dimension] if field.kind in ("int", "float") else ""
     shown = None if isinstance(value, float) and math.isinf(value) else value
     return {"value": shown, "unit": unit, "given": given, "source": source}

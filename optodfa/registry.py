@@ -86,6 +86,7 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "digital": ("optodfa.sim.digital:build", "built-in"),
     "opu-sim": ("optodfa.sim.opu:build", "built-in"),
     "opu-twin": ("optodfa.sim.twin:build", "built-in"),
+    "chip-sim": ("optodfa.sim.chip:build", "built-in"),
 }
 _registered: dict[str, DeviceEntry] = {}
 

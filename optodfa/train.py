@@ -42,7 +42,8 @@ from optodfa.runlock import RunLock
 from optodfa.runlog import RunFile, RunFileError, check_writable
 from optodfa.seeding import derive_seed, torch_generator
 
-DEVICE_SERIES = ("frames", "hardware_seconds", "energy_joules", "saturated_pixels", "projections", "macs")
+DEVICE_SERIES = ("frames", "hardware_seconds", "energy_joules", "saturated_pixels", "projections", "macs",
+                 "faults", "retries")
 
 
 @dataclasses.dataclass

@@ -86,7 +86,7 @@ def write(tmp_path: Path, text: str, name: str = "mine.toml") -> Path:
 @pytest.mark.parametrize(("text", "match"), [
     ("[camera]\nbitz = {value = 8, unit = 'bit', source = 'x'}\n",
      r"unknown key\(s\) camera.bitz; allowed in \[camera\]: auto_exposure, "),
-    ("[lens]\nfocal = 3\n", r"unknown section\(s\) 'lens'; allowed: camera, device, dmd, drift, encoding, medium, "),
+    ("[lens]\nfocal = 3\n", r"unknown section\(s\) 'lens'; allowed: camera, device, dmd, drift, encoding, faults, "),
     ("[camera]\nbits = 8\n", r"camera.bits needs a unit: write bits = \{value = ..., unit = \"bit\", source"),
     ("[camera]\nbits = {value = 8, unit = 'bit'}\n", r"camera.bits needs a source \(where the number comes from\)"),
     ("[camera]\nbits = {value = 'eight', unit = 'bit', source = 'x'}\n", "camera.bits must be an integer"),
@@ -114,8 +114,8 @@ def test_lookup_by_name_in_environment_folders_and_errors(tmp_path, monkeypatch)
     monkeypatch.setenv("OPTODFA_PROFILES", str(tmp_path))
     assert profile_dirs()[0] == tmp_path
     assert load_profile("lab-opu")["camera.bits"] == 6
-    with pytest.raises(ProfileError, match=r"unknown profile 'nope'; known profiles: ideal-opu, lab-opu, "
-                                           r"lighton-aurora, low-light-opu"):
+    with pytest.raises(ProfileError, match=r"unknown profile 'nope'; known profiles: chip-4bit, chip-8bit, "
+                                           r"ideal-opu, lab-opu, lighton-aurora, low-light-opu"):
         load_profile("nope")
     with pytest.raises(ProfileError, match=r"profile file '.*missing.toml' does not exist"):
         load_profile(str(tmp_path / "missing.toml"))

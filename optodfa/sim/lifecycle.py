@@ -10,6 +10,9 @@ _D = TypeVar("_D", bound="NoHardware")
 class NoHardware:
     """``open``/``close`` as no-ops and the context manager, so user code is the same for simulators and drivers."""
 
+    acquire_timeout_s: float | None = None
+    """No timeout (:mod:`optodfa.faults`): a computation in this process cannot hang on an instrument."""
+
     def open(self) -> None:
         """Nothing to acquire for a simulator."""
 

@@ -271,12 +271,12 @@ class SimulatedOPU(NoHardware):
 
 def build(spec: ProjectorSpec) -> Projector:
     """Simulated OPU (DMD, complex Gaussian medium, camera with noise and ADC) from a device profile."""
-    from optodfa.encoding import make_encoding
     from optodfa.optical import Intensities, OpticalProjector
-    from optodfa.profiles import load_profile
-    from optodfa.readout import make_readout
+    from optodfa.profiles import SCHEMA, ProfileError, load_profile
 
     profile = load_profile(spec.profile, spec.overrides)
+    if profile.kind != "opu":
+        raise ProfileError(f"device 'opu-sim' needs an OPU profile; {profile.name!r} is a {profile.kind!r} profile")
     p = profile.values
     pixels = p["camera.rows"] * p["camera.cols"]
     if spec.out_features > pixels:
@@ -296,13 +296,11 @@ def build(spec: ProjectorSpec) -> Projector:
                           power_w=p["device.power"], drift=drift,
                           macropixel_shortcut=p["medium.macropixel_shortcut"], device=spec.device,
                           dtype=torch.float64 if spec.dtype == torch.float64 else torch.float32)
-    kind = p["encoding.kind"]
-    params = {"ternary": {"threshold": p["encoding.threshold"], "rule": p["encoding.rule"]},
-              "sign": {}, "bitplane": {"bits": p["encoding.bits"]}}[kind]
     element, reference = device.expected_intensities()
-    return OpticalProjector(device, in_features=spec.in_features, out_features=spec.out_features,
-                            encoding=make_encoding(kind, **params), readout=make_readout(p["readout.mode"]),
-                            evening=p["readout.evening"], evening_floor=p["readout.evening_floor"],
-                            intensities=Intensities(element, reference), raw_matrix=device.holographic_matrix,
-                            description={"profile": profile.as_dict(), "feedback_seed": spec.feedback_seed,
-                                         "noise_seed": spec.resolved_noise_seed})
+    # The overrides are already in `profile` (the simulator reads every key of the schema).
+    return OpticalProjector.from_profile(device, profile, in_features=spec.in_features,
+                                         out_features=spec.out_features, uses=SCHEMA,
+                                         intensities=Intensities(element, reference),
+                                         raw_matrix=device.holographic_matrix,
+                                         description={"feedback_seed": spec.feedback_seed,
+                                                      "noise_seed": spec.resolved_noise_seed})
