@@ -10,7 +10,7 @@ is then overlaid on the simulation, with and without the noise term. One more se
 fixed threshold, makes the delivered feedback depend on the error's size (errors below the threshold get none),
 which the ODE cannot represent: it shows where the bridge breaks.
 
-    python -m experiments.optical_teacher_student            # full (N = 300, t up to 400; ~30 min, 2 cores shared)
+    python -m experiments.optical_teacher_student            # full (N = 200, t up to 300, 8 seeds; ~25 min)
     python -m experiments.optical_teacher_student --quick    # seconds
 """
 
@@ -64,11 +64,11 @@ DEVICES = (
 class Settings:
     K: int = 4
     M: int = 2
-    N: int = 300
-    t_max: float = 400.0
+    N: int = 200
+    t_max: float = 300.0
     t_min: float = 0.05
     points: int = 22
-    seeds: int = 4
+    seeds: int = 8
     lr: float = 0.5
     init: float = 0.01
     feedback_seed: int = 5        # B_eff[:, 0] = (0.84, 1.24, -1.39, -0.35): both signs, none near 0
@@ -78,7 +78,7 @@ class Settings:
 
 
 QUICK = Settings(N=100, t_max=4.0, t_min=0.1, points=6, seeds=2, noise_samples=2000,
-                 devices=(DEVICES[0], DEVICES[1], DEVICES[3]))
+                 devices=(DEVICES[0], DEVICES[2]))
 
 
 @dataclasses.dataclass(frozen=True)
