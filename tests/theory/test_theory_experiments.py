@@ -85,9 +85,11 @@ def test_optical_teacher_student_quick(tmp_path: Path) -> None:
         assert np.all(optical["levels"][()] >= 0) and optical["levels"][()].max() > 0.1   # a noisy camera
     for label in ("digital", "aurora 4-bit"):
         a = agreement[label]
-        assert set(a) >= {"median_rel_dev", "floor_ratio", "floor_band", "floor_ratio_noiseless", "holds", "snr_db",
+        assert set(a) >= {"median_rel_dev", "floor_ratio", "floor_band", "floor_tolerance", "floor_ratio_noiseless",
+                          "curve_within", "curve_within_noiseless", "holds", "snr_db",
                           "gain_spread", "mode"}
         assert 0 <= a["median_rel_dev"] < 0.1 and 0.8 < a["floor_ratio"] < 1.25 and a["floor_band"] >= 1
+        assert a["floor_tolerance"] >= 1 and 0 <= a["curve_within"] <= 1
     assert agreement["aurora 4-bit"]["mode"] == "redrawn" and agreement["aurora 4-bit"]["snr_db"] < 10
     assert table.count("\n| ") == 3                    # header + 2 settings
     assert "| digital | 0 | inf | 1–1 |" in table
