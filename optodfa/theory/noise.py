@@ -20,13 +20,15 @@ from optodfa.theory.dynamics import FEEDBACK_NOISE_MODES
 from optodfa.validation import check_choice, check_real
 
 
-def feedback_second_moment(c: np.ndarray, E2: np.ndarray, J2: np.ndarray, *, s: float, mode: str) -> np.ndarray:
+def feedback_second_moment(c: np.ndarray, E2: np.ndarray, J2: np.ndarray, *, s: float | np.ndarray,
+                           mode: str) -> np.ndarray:
     """``E[f_i f_k g'(λ_i) g'(λ_k)]`` per unit of ``η_w²``.
 
-    Shapes: feedback ``c`` (..., K); ``E2`` and ``J2`` (..., K, K) for the student units → (..., K, K).
+    Shapes: feedback ``c`` (..., K); ``E2`` and ``J2`` (..., K, K) for the student units → (..., K, K); the noise
+    level ``s`` is one number or per unit, (K,) (``s² δ_ik`` becomes ``s_i² δ_ik``).
     """
     out = c[..., :, None] * c[..., None, :] * E2
-    if s == 0.0:
+    if np.all(np.asarray(s) == 0.0):
         return out
     diagonal = np.diagonal(E2 if mode == "redrawn" else J2, axis1=-2, axis2=-1)
     K = c.shape[-1]

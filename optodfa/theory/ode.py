@@ -65,7 +65,7 @@ def _derivatives(dyn: Dynamics, Q: np.ndarray, R: np.ndarray, v: np.ndarray, T: 
     if dyn.teacher_noise:
         error_power = error_power + dyn.teacher_noise**2 * j2_students
     c = b if dyn.algorithm == "dfa" else v
-    second = feedback_second_moment(c, error_power, j2_students, s=dyn.feedback_noise,
+    second = feedback_second_moment(c, error_power, j2_students, s=dyn.noise_levels(K),
                                     mode=dyn.feedback_noise_mode)
     cross = c[..., :, None] * drift[..., :K]
     dQ = dyn.lr_w * (cross + np.swapaxes(cross, -1, -2)) + dyn.lr_w**2 * second

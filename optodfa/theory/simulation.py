@@ -11,6 +11,11 @@ Speed. Steps are taken a block of ``L`` inputs ``X`` (S, L, N) at a time. Within
 the update ``w_L = w_0 + cᵀ X``) is done in three batched products per block, and only an ``O(S·L·K)`` loop runs
 step by step. The weights are still updated and measured in full; nothing is approximated. It runs on the CPU
 (numpy): the sequential loop works on (S, K) arrays, far too small for a GPU to help.
+Feedback from outside. ``simulate(..., feedback=F)`` lets a callable deliver the DFA feedback: at every step it
+receives the errors ``ε`` of all replicas (S,) and returns the feedback vectors ``f`` (S, K) that reach the hidden
+units, e.g. ``b ε`` computed through a feedback device (:mod:`optodfa.feedback_noise` adapts a projector). It is
+called once per SGD step, in order, since each error depends on the feedback of the steps before; the rest of
+the rule is unchanged. This module knows nothing of devices: anything with that call signature will do.
 Random numbers come from torch's generator in single precision and are cast to double (4x faster on a CPU than
 double-precision draws; the rounding, 6e-8 relative, is far below every effect measured here).
 """
@@ -20,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -40,9 +45,12 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 # Stream labels under the simulation seed; replica r draws from (seed, label, r) whatever the batch holds.
 _INPUTS, _LABEL_NOISE, _FEEDBACK_NOISE = 1, 2, 3
 
+Feedback = Callable[[np.ndarray], np.ndarray]
+"""Errors of one step (S,) → delivered DFA feedback (S, K)."""
+
 
 def simulate(weights: Weights, dynamics: Dynamics, times: np.ndarray, *, seed: int, chunk: int = 16,
-             threads: int | None = 1) -> Trajectory:
+             threads: int | None = 1, feedback: Feedback | None = None) -> Trajectory:
     """Run online SGD from ``weights`` and record the order parameters at ``times``.
 
     Args:
@@ -56,6 +64,9 @@ def simulate(weights: Weights, dynamics: Dynamics, times: np.ndarray, *, seed: i
             The random stream depends on ``seed`` and ``chunk``, not on ``times``.
         threads: BLAS and torch threads during the run (``None`` leaves them alone). One by default: the
             products are small, and multi-threaded BLAS ran 10 to 1000 times slower on a shared 2-core machine.
+        feedback: DFA only: a callable taking the errors of one step (S,) and returning the delivered feedback
+            (S, K) in place of ``b ε`` (see the module docstring); ``dynamics.feedback_noise`` must then be 0,
+            since the callable brings its own noise. ``weights.b`` is still the reference of ``cos(v, b)``.
 
     Returns:
         a :class:`Trajectory` with batch shape ``(n_t, S)``; ``info`` holds ``N``, ``steps``, ``seed``, ``wall_s``.
@@ -71,7 +82,16 @@ def simulate(weights: Weights, dynamics: Dynamics, times: np.ndarray, *, seed: i
 
     if threads is not None:
         threads = check_int("threads", threads, low=1)
-    run = _Run(weights, dynamics, seed, chunk)
+    if feedback is not None:
+        if not callable(feedback):
+            raise TypeError(f"feedback must be a callable (errors (S,) -> feedback (S, K)), "
+                            f"got {type(feedback).__name__}")
+        if dynamics.algorithm != "dfa":
+            raise ValueError(f"feedback is the DFA feedback; it cannot drive algorithm {dynamics.algorithm!r}")
+        if dynamics.noisy:
+            raise ValueError("feedback brings its own noise: dynamics.feedback_noise must be 0 when a feedback "
+                             f"callable is given, got {dynamics.feedback_noise}")
+    run = _Run(weights, dynamics, seed, chunk, feedback)
     records: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     start = time.perf_counter()
     with _thread_limit(threads):
@@ -114,8 +134,11 @@ def _thread_limit(threads: int | None) -> Iterator[None]:
 class _Run:
     """The mutable state of one simulation: weights of all replicas, their random streams, unused inputs."""
 
-    def __init__(self, weights: Weights, dynamics: Dynamics, seed: int, block: int) -> None:
+    def __init__(self, weights: Weights, dynamics: Dynamics, seed: int, block: int,
+                 feedback: Feedback | None = None) -> None:
         S, K, _, N = weights.shape
+        self.feedback = feedback
+        self.levels = dynamics.noise_levels(K)
         self.S, self.K, self.N, self.block = S, K, N, block
         self.dyn = dynamics
         self.w = np.array(weights.w, dtype=float)              # copies: the run updates them in place
@@ -156,8 +179,7 @@ class _Run:
         self.labels = (g_teacher * self.A[:, None, :]).sum(-1)                     # (S, L)
         if dyn.teacher_noise:
             self.labels += dyn.teacher_noise * self.normal(_LABEL_NOISE, (L,))
-        self.noise = (dyn.feedback_noise * self.normal(_FEEDBACK_NOISE, (L, self.K))
-                      if dyn.feedback_noise else None)
+        self.noise = self.levels * self.normal(_FEEDBACK_NOISE, (L, self.K)) if dyn.noisy else None
         self.used = 0
 
     def advance(self, L: int) -> None:
@@ -189,7 +211,9 @@ class _Run:
                 g, g_prime = lam, 1.0
             error = labels[:, j] - np.einsum("sk,sk->s", v, g)
             feedback = b if dfa else v                                            # BP: the pre-step v
-            if noise is None:
+            if self.feedback is not None:
+                delivered = self._delivered(error)
+            elif noise is None:
                 delivered = feedback * error[:, None]
             elif additive:
                 delivered = feedback * error[:, None] + noise[:, j]
@@ -206,3 +230,14 @@ class _Run:
         self.w += np.swapaxes(coefficients, 1, 2) @ X * (dyn.lr_w * scale)
         if powers is not None:
             self.w *= powers[L]
+
+    def _delivered(self, error: np.ndarray) -> np.ndarray:
+        """The outside feedback for this step's errors (S,), checked: (S, K) finite floats."""
+        assert self.feedback is not None
+        out = np.asarray(self.feedback(error), dtype=float)
+        if out.shape != (self.S, self.K):
+            raise ValueError(f"feedback must return shape (S, K) = {(self.S, self.K)} for errors of shape "
+                             f"{error.shape}, got {out.shape}")
+        if not np.all(np.isfinite(out)):
+            raise ValueError("feedback returned NaN or inf")
+        return out

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from experiments import align_then_memorise, degeneracy_breaking, noisy_feedback
+from experiments import align_then_memorise, degeneracy_breaking, noisy_feedback, optical_teacher_student
 from experiments._common import markdown_table, write_results
 
 
@@ -62,6 +62,37 @@ def test_noisy_feedback_quick(tmp_path: Path) -> None:
         assert set(handle) == {"additive_s0", "additive_s2", "redrawn_s0", "redrawn_s2"}
     assert noisy.mean(1)[-1] > quiet.mean(1)[-1]      # additive noise leaves an error floor
     assert "| redrawn | 2 | -0.8677 |" in table          # 20 log10(rms(b)/s) with rms(b) = 1.81
+
+
+def test_optical_teacher_student_quick(tmp_path: Path) -> None:
+    paths = optical_teacher_student.main(["--quick", "--out", str(tmp_path)])
+    handle, table = _read(paths)
+    with handle:
+        assert set(handle) == {"digital", "aurora_4-bit"}
+        settings = json.loads(handle.attrs["settings"])
+        agreement = json.loads(handle.attrs["agreement"])
+        digital, optical = handle["digital"], handle["aurora_4-bit"]
+        S, K, n_t = settings["seeds"], settings["K"], settings["points"] + 1
+        for group in (digital, optical):
+            for run in ("simulation", "ode", "ode_noiseless"):
+                assert group[f"{run}/eg"].shape == (n_t, S)
+                assert np.all((group[f"{run}/eg"][()] > 0) & (group[f"{run}/eg"][()] < 1))
+            assert group["gain"].shape == group["levels"].shape == group["b"].shape == (K,)
+            assert group["gain_by_size"].shape == (4, K)
+        np.testing.assert_array_equal(digital["gain"][()], np.ones(K))          # exact device: no gain, no noise
+        np.testing.assert_array_equal(digital["levels"][()], np.zeros(K))
+        np.testing.assert_array_equal(digital["ode/eg"][()], digital["ode_noiseless/eg"][()])
+        assert np.all(optical["levels"][()] >= 0) and optical["levels"][()].max() > 0.1   # a noisy camera
+    for label in ("digital", "aurora 4-bit"):
+        a = agreement[label]
+        assert set(a) >= {"median_rel_dev", "floor_ratio", "floor_band", "floor_tolerance", "floor_ratio_noiseless",
+                          "curve_within", "curve_within_noiseless", "holds", "snr_db",
+                          "gain_spread", "mode"}
+        assert 0 <= a["median_rel_dev"] < 0.1 and 0.8 < a["floor_ratio"] < 1.25 and a["floor_band"] >= 1
+        assert a["floor_tolerance"] >= 1 and 0 <= a["curve_within"] <= 1
+    assert agreement["aurora 4-bit"]["mode"] == "redrawn" and agreement["aurora 4-bit"]["snr_db"] < 10
+    assert table.count("\n| ") == 3                    # header + 2 settings
+    assert "| digital | 0 | inf | 1–1 |" in table
 
 
 def test_writer_stores_nested_arrays_and_attributes(tmp_path: Path) -> None:

@@ -229,3 +229,30 @@ def test_bad_arguments_are_refused_with_a_message() -> None:
         integrate({}, state, [0.0, 1.0])
     with pytest.raises(TypeError, match="initial must be an OrderParameters, got ndarray"):
         integrate(dyn, np.zeros(3), [0.0, 1.0])
+
+
+@pytest.mark.parametrize("mode", ["additive", "redrawn"])
+def test_per_unit_noise_levels_reach_only_their_own_unit(mode: str) -> None:
+    from optodfa.theory import derivatives, draw_weights, initial_order_parameters, j2, simulate
+
+    state = initial_order_parameters(3, 2, 200, seeds=[0, 1], init_w=0.5, init_v=0.5)
+    scalar = derivatives(Dynamics(lr_w=0.7, feedback_noise=0.5, feedback_noise_mode=mode), state)
+    per_unit = derivatives(Dynamics(lr_w=0.7, feedback_noise=(0.5, 0.5, 0.5), feedback_noise_mode=mode), state)
+    for a, b in zip(scalar, per_unit, strict=True):
+        np.testing.assert_array_equal(a, b)
+    quiet = derivatives(Dynamics(lr_w=0.7, feedback_noise_mode=mode), state)[0]
+    one = derivatives(Dynamics(lr_w=0.7, feedback_noise=(0.0, 0.6, 0.0), feedback_noise_mode=mode), state)[0]
+    extra = one - quiet
+    assert np.count_nonzero(extra[0]) == 1 and extra[0, 1, 1] > 0     # only dQ_11 of unit 1 moves
+    if mode == "additive":
+        C = state.covariance()[0]
+        assert extra[0, 1, 1] == pytest.approx(0.7**2 * 0.36 * j2(C)[1, 1], rel=1e-12)
+    weights = draw_weights(3, 2, 40, seeds=[2], init_w=0.5, init_v=0.5)
+    times = np.array([0.0, 1.0])
+    a = simulate(weights, Dynamics(feedback_noise=0.4, feedback_noise_mode=mode), times, seed=3)
+    b = simulate(weights, Dynamics(feedback_noise=[0.4, 0.4, 0.4], feedback_noise_mode=mode), times, seed=3)
+    np.testing.assert_array_equal(a.state.Q, b.state.Q)
+    with pytest.raises(ValueError, match="feedback_noise has 2 per-unit levels but the student has K = 3 units"):
+        derivatives(Dynamics(feedback_noise=(0.1, 0.2)), state)
+    with pytest.raises(ValueError, match=r"feedback_noise\[1\] must be a finite real number in \[0, inf\)"):
+        Dynamics(feedback_noise=(0.1, -0.2))

@@ -137,3 +137,20 @@ def test_bad_grid_and_noise_arguments_are_refused_with_a_message() -> None:
         feedback_noise_from_snr(10.0, np.ones((2, 2)))
     with pytest.raises(ValueError, match=r"error_rms must be a finite real number in \(0, inf\), got 0"):
         feedback_noise_from_snr(10.0, np.ones(2), mode="additive", error_rms=0.0)
+
+
+def test_theory_imports_only_seeding_and_validation_of_optodfa() -> None:
+    # docs/architecture.md: theory/ stands alone; devices reach it only as a feedback callable.
+    import ast
+    from pathlib import Path
+
+    import optodfa.theory
+
+    allowed = {"optodfa.seeding", "optodfa.validation"}
+    for path in Path(optodfa.theory.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                if name.startswith("optodfa") and not name.startswith("optodfa.theory"):
+                    assert name in allowed, f"{path.name} imports {name}"
