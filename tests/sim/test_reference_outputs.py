@@ -1,0 +1,26 @@
+"""The simulator gives, for the same seeds, the outputs it gave before the speed work (issue 11).
+
+``data/reference_outputs.npz`` was recorded by ``tests/sim/reference_cases.py`` from the code before any speed-up:
+camera counts, intensity per count and saturated readings of ``SimulatedOPU.acquire`` for seven cameras that reach
+every branch of the camera model, and projections of ``opu-sim`` for three profiles and three readouts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.sim.reference_cases import PATH, cases, run_one_thread
+
+REFERENCE = np.load(PATH)
+CASES = dict(cases())
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_outputs_equal_the_recorded_ones(name: str) -> None:
+    outputs = run_one_thread(CASES[name])
+    recorded = [REFERENCE[f"{name}/{i}"] for i in range(len(outputs))]
+    for i, (new, old) in enumerate(zip(outputs, recorded, strict=True)):
+        new = new.detach().cpu().numpy()
+        assert new.dtype == old.dtype and new.shape == old.shape, (name, i)
+        np.testing.assert_array_equal(new, old, err_msg=f"{name} output {i}")
