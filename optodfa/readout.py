@@ -133,15 +133,34 @@ def make_readout(mode: str) -> Readout:
     return READOUTS[check_choice("readout.mode", mode, tuple(READOUTS))]()
 
 
+# Planes combined at once by _signed_sum: about 2^16 readings, so the float copy of their counts stays in cache.
+_SUM_READINGS = 1 << 16
+
+
 def _signed_sum(acquisition: Acquisition, signs: tuple[float, ...], n: int) -> torch.Tensor:
     """``Σ_f signs[f] · intensity(frame f of each plane)`` for ``n`` planes of ``len(signs)`` consecutive frames."""
     frames = len(signs)
     counts = acquisition.counts.view(n, frames, -1)
     weights = acquisition.intensity_per_count.view(n, frames)
     signed = weights * torch.tensor(signs, dtype=weights.dtype, device=weights.device)
-    out = counts[:, 0] * signed[:, 0:1]
-    for f in range(1, frames):
-        out.addcmul_(counts[:, f], signed[:, f : f + 1])
+    pixels = counts.shape[2]
+    out = torch.empty(n, pixels, dtype=weights.dtype, device=weights.device)
+    # Integer counts times float weights go through a slow mixed-dtype path; a float copy of a cache-sized group of
+    # planes, exact for counts below 2^24, makes every product a float one with the same rounding.
+    # A GPU copies all planes at once (one kernel each).
+    grouped = counts.device.type == "cpu" and not counts.dtype.is_floating_point
+    step = max(1, _SUM_READINGS // (frames * pixels)) if grouped else n
+    buffer = None
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        group = counts[a:b]
+        if buffer is not None or not counts.dtype.is_floating_point:
+            if buffer is None:
+                buffer = torch.empty((step, frames, pixels), dtype=weights.dtype, device=weights.device)
+            group = buffer[: b - a].copy_(group)
+        part = torch.mul(group[:, 0], signed[a:b, 0:1], out=out[a:b])
+        for f in range(1, frames):
+            part.addcmul_(group[:, f], signed[a:b, f : f + 1])
     # The dark offset is subtracted from every count; with per-frame scales it does not cancel in the sum.
     if acquisition.dark_offset:
         out.sub_(signed.sum(dim=1, keepdim=True) * acquisition.dark_offset)

@@ -42,14 +42,20 @@ CAMERAS: dict[str, dict[str, Any]] = {
                         gain=1.0, poisson_exact_below=0.0, auto_exposure="batch"),
 }
 
+# Attributes set on every simulated device a case builds (the test sets block_pixels to force narrow blocks).
+DEVICE_ATTRIBUTES: dict[str, Any] = {}
+
 # float64 runs for the cameras whose arithmetic differs most between dtypes.
 FLOAT64_TOO = ("aurora", "lowlight", "unlimited-bits")
 
 
 def _device(camera: dict[str, Any], elements: int, outputs: int, dtype: torch.dtype) -> SimulatedOPU:
     layout = DMDLayout(64, 64, 4, elements, 256)
-    return SimulatedOPU(layout, Camera(**camera), output_pixels=outputs, seed=3, noise_seed=5,
-                        frame_time_s=max(1.0, camera["exposure_s"]), dtype=dtype, chunk_pixels=1 << 11)
+    device = SimulatedOPU(layout, Camera(**camera), output_pixels=outputs, seed=3, noise_seed=5,
+                          frame_time_s=max(1.0, camera["exposure_s"]), dtype=dtype, chunk_pixels=1 << 11)
+    for name, value in DEVICE_ATTRIBUTES.items():
+        setattr(device, name, value)
+    return device
 
 
 def _frames(n: int, elements: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,6 +89,8 @@ def cases() -> Iterator[tuple[str, Callable[[], list[torch.Tensor]]]]:
                         overrides["readout.evening"] = False
                     projector = build_projector("opu-sim", d, big_d, profile=profile, overrides=overrides,
                                                 feedback_seed=11, noise_seed=13)
+                    for name, value in DEVICE_ATTRIBUTES.items():
+                        setattr(projector.device, name, value)
                     g = torch.Generator().manual_seed(17)
                     out = [projector.project(torch.randn(12, d, generator=g)) for _ in range(2)]
                     return [*out, torch.tensor([projector.counters().saturated_pixels])]

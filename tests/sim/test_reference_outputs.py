@@ -10,14 +10,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from optodfa.sim import opu
+from tests.sim import reference_cases
 from tests.sim.reference_cases import PATH, cases, run_one_thread
 
 REFERENCE = np.load(PATH)
 CASES = dict(cases())
 
 
+@pytest.mark.parametrize("blocks", ["default blocks", "narrow blocks"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_outputs_equal_the_recorded_ones(name: str) -> None:
+def test_outputs_equal_the_recorded_ones(name: str, blocks: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if blocks == "narrow blocks":
+        # Blocks of 64 pixel columns: several blocks per chunk, the last one shorter.
+        monkeypatch.setattr(opu, "MIN_BLOCK_WIDTH", 64)
+        monkeypatch.setattr(reference_cases, "DEVICE_ATTRIBUTES", {"block_pixels": 1})
     outputs = run_one_thread(CASES[name])
     recorded = [REFERENCE[f"{name}/{i}"] for i in range(len(outputs))]
     for i, (new, old) in enumerate(zip(outputs, recorded, strict=True)):
