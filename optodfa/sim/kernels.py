@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "gaussian_counts"]
+__all__ = ["AVAILABLE", "gaussian_counts", "signed_sum"]
 
 try:
     import numba
@@ -83,6 +83,29 @@ if numba is not None:
                 out[f, p] = counts[p]
                 saturated += counts[p] == code
         return saturated
+
+
+if numba is not None:
+
+    @numba.njit(cache=True, nogil=True)
+    def _signed_sum_kernel(counts: np.ndarray, signed: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
+        planes, frames, width = counts.shape
+        for i in range(planes):
+            first = signed[i, 0]
+            row = out[i]
+            block = counts[i]
+            for p in range(width):
+                row[p] = block[0, p] * first
+            for f in range(1, frames):
+                weight = signed[i, f]
+                for p in range(width):
+                    row[p] = _fma(out.dtype.type(block[f, p]), weight, row[p])
+
+
+def signed_sum(counts: np.ndarray, signed: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = Σ_f signed[i, f] · counts[i, f]`` for ``(n, F, D)`` integer counts and ``(n, F)`` float weights,
+    rounded as ``counts[:, 0] · signed[:, 0]`` followed by ``addcmul_`` for each further frame."""
+    _signed_sum_kernel(counts, signed, out)
 
 
 def gaussian_counts(fields: np.ndarray, scale: np.ndarray, rows: np.ndarray, shared: bool, bits: np.ndarray,
