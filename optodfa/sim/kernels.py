@@ -16,96 +16,32 @@ code. Compiled code is cached on disk (numba's ``cache=True``): the first call o
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
-from typing import Any
+from types import ModuleType
 
 import numpy as np
 
 __all__ = ["AVAILABLE", "gaussian_counts", "signed_sum"]
 
-try:
-    import numba
-    from llvmlite import ir
-    from numba.core import cgutils
-    from numba.extending import intrinsic
-except ImportError:  # numba is optional: the tensor code computes the same counts
-    numba = None
-
 # OPTODFA_NO_KERNELS=1 turns the compiled path off (the tests compare both paths).
-AVAILABLE = numba is not None and os.environ.get("OPTODFA_NO_KERNELS", "") in ("", "0")
-
-if numba is not None:
-
-    @intrinsic
-    def _fma(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
-        """``a · b + c`` rounded once (LLVM's fma), as torch's vectorised CPU kernels compute it."""
-        signature = a(a, b, c)
-
-        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-            kind = args[0].type
-            name = "llvm.fma.f32" if isinstance(kind, ir.FloatType) else "llvm.fma.f64"
-            function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(kind, [kind] * 3), name)
-            return builder.call(function, args)
-
-        return signature, codegen
-
-    @numba.njit(cache=True, nogil=True)
-    def _kernel(fields: np.ndarray, scale: np.ndarray, rows: np.ndarray, shared: bool, bits: np.ndarray,
-                table: np.ndarray, gain: Any, offset: Any, base: Any, read2: Any, top: Any,
-                code: int, zero: Any, out: np.ndarray) -> int:  # pragma: no cover - compiled
-        frames, width = out.shape
-        saturated = 0
-        z = np.empty(width, dtype=table.dtype)
-        counts = np.empty(width, dtype=np.int32)
-        for f in range(frames):
-            r = rows[f]
-            s = scale[r]
-            re = fields[r, :width]
-            im = fields[r, width:]
-            # The table gathers first, then branch-free arithmetic on unit-stride rows, which LLVM vectorises.
-            for p in range(width):
-                z[p] = table[bits[f, p]]
-            if shared:
-                for p in range(width):
-                    mu = _fma(im[p], im[p], re[p] * re[p]) * s
-                    # camera.expose with shared rows: mu·gain + offset and sqrt(mu + r²)·gain, each op rounded.
-                    value = _fma(np.sqrt(mu + read2) * gain, z[p], mu * gain + offset)
-                    counts[p] = np.int32(min(max(value, zero), top))
-            else:
-                for p in range(width):
-                    mu = _fma(im[p], im[p], re[p] * re[p]) * s
-                    value = _fma(mu, gain, offset)
-                    # max(·, 0) matters only with a dark offset (gain·value + gain²r² − gain·offset may round
-                    # below 0 on a dark pixel); without one the sum is of non-negative terms.
-                    std = np.sqrt(max(_fma(value, gain, base), zero))
-                    counts[p] = np.int32(min(max(_fma(std, z[p], value), zero), top))
-            for p in range(width):
-                out[f, p] = counts[p]
-                saturated += counts[p] == code
-        return saturated
+AVAILABLE = (importlib.util.find_spec("numba") is not None
+             and os.environ.get("OPTODFA_NO_KERNELS", "") in ("", "0"))
 
 
-if numba is not None:
+@functools.cache
+def _compiled() -> ModuleType:
+    """The compiled kernels; numba is imported on first use (it adds about a second to an import of optodfa)."""
+    from optodfa.sim import _compiled as compiled
 
-    @numba.njit(cache=True, nogil=True)
-    def _signed_sum_kernel(counts: np.ndarray, signed: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover
-        planes, frames, width = counts.shape
-        for i in range(planes):
-            first = signed[i, 0]
-            row = out[i]
-            block = counts[i]
-            for p in range(width):
-                row[p] = block[0, p] * first
-            for f in range(1, frames):
-                weight = signed[i, f]
-                for p in range(width):
-                    row[p] = _fma(out.dtype.type(block[f, p]), weight, row[p])
+    return compiled
 
 
 def signed_sum(counts: np.ndarray, signed: np.ndarray, out: np.ndarray) -> None:
     """``out[i] = Σ_f signed[i, f] · counts[i, f]`` for ``(n, F, D)`` integer counts and ``(n, F)`` float weights,
     rounded as ``counts[:, 0] · signed[:, 0]`` followed by ``addcmul_`` for each further frame."""
-    _signed_sum_kernel(counts, signed, out)
+    _compiled().signed_sum(counts, signed, out)
 
 
 def gaussian_counts(fields: np.ndarray, scale: np.ndarray, rows: np.ndarray, shared: bool, bits: np.ndarray,
@@ -124,7 +60,8 @@ def gaussian_counts(fields: np.ndarray, scale: np.ndarray, rows: np.ndarray, sha
         top, code: highest reading and the top integer code; ``out``: ``(k, b)`` integer counts (any strides).
     """
     real = fields.dtype.type
-    saturated = _kernel(fields, scale.astype(fields.dtype, copy=False), rows, shared, bits, table, real(gain),
-                        real(offset), real(gain * gain * read_noise * read_noise - gain * offset),
-                        real(read_noise * read_noise), real(top), code, real(0), out)
+    saturated = _compiled().gaussian_counts(fields, scale.astype(fields.dtype, copy=False), rows, shared, bits, table,
+                                            real(gain), real(offset),
+                                            real(gain * gain * read_noise * read_noise - gain * offset),
+                                            real(read_noise * read_noise), real(top), code, real(0), out)
     return int(saturated)
