@@ -83,7 +83,8 @@ class HolographicReadout(Readout):
                                                                          tuple[float, ...]]:
         n = plus.shape[0]
         frames = torch.stack([plus, plus, minus, minus], dim=1).view(4 * n, -1)
-        reference = torch.tensor([True, False, True, False], device=plus.device).repeat(n)
+        # t⁺+r, t⁺, t⁻+r, t⁻: the reference is lit on even frames (computed where the frames live: no copy).
+        reference = torch.arange(4 * n, device=plus.device) % 2 == 0
         return frames, reference, (1.0, -1.0, -1.0, 1.0)
 
 
@@ -143,7 +144,7 @@ def _signed_sum(acquisition: Acquisition, signs: tuple[float, ...], n: int) -> t
     frames = len(signs)
     counts = acquisition.counts.view(n, frames, -1)
     weights = acquisition.intensity_per_count.view(n, frames)
-    signed = weights * torch.tensor(signs, dtype=weights.dtype, device=weights.device)
+    signed = weights * _sign_vector(signs, weights.dtype, weights.device)
     pixels = counts.shape[2]
     out = torch.empty(n, pixels, dtype=weights.dtype, device=weights.device)
     if kernels.AVAILABLE and counts.device.type == "cpu" and not counts.dtype.is_floating_point:
@@ -166,6 +167,17 @@ def _signed_sum(acquisition: Acquisition, signs: tuple[float, ...], n: int) -> t
         for f in range(1, frames):
             part.addcmul_(group[:, f], signed[a:b, f : f + 1])
     return _subtract_dark(out, signed, acquisition.dark_offset)
+
+
+_SIGNS: dict[tuple[tuple[float, ...], torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _sign_vector(signs: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``signs`` as a tensor on ``device``, copied there once (a copy per call is a host round trip on a GPU)."""
+    key = (signs, dtype, device)
+    if key not in _SIGNS:
+        _SIGNS[key] = torch.tensor(signs, dtype=dtype).to(device)
+    return _SIGNS[key]
 
 
 def _subtract_dark(out: torch.Tensor, signed: torch.Tensor, dark_offset: float) -> torch.Tensor:

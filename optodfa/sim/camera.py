@@ -181,7 +181,7 @@ class Camera:
         # Per-row quantities are computed on the (few) distinct rows and copied out once per frame.
         if rows is None:
             # One pass for offset + gain·mu.
-            base = torch.tensor(offset, dtype=mu.dtype, device=mu.device)
+            base = torch.full((), offset, dtype=mu.dtype, device=mu.device)
             value = torch.add(base, mu, alpha=gain, out=out) if out is not None else torch.add(base, mu, alpha=gain)
         else:
             mean = torch.mul(mu, gain, out=ws.get("mean_rows", tuple(mu.shape), mu.dtype, mu.device))
@@ -213,7 +213,7 @@ class Camera:
                 exact.mul_(gain).add_(offset)
         if rows is None:
             # gain·sqrt(mu + r²) = sqrt(gain·value + gain²r² − gain·offset), value = gain·mu + offset: two passes.
-            base = torch.tensor(gain * gain * read * read - gain * offset, dtype=mu.dtype, device=mu.device)
+            base = torch.full((), gain * gain * read * read - gain * offset, dtype=mu.dtype, device=mu.device)
             std = torch.add(base, value, alpha=gain, out=ws.get("std", shape, mu.dtype, mu.device))
             if offset:
                 std.clamp_(min=0)  # rounding of gain·offset could leave a dark pixel at -1 ulp
@@ -229,7 +229,7 @@ class Camera:
                 # No data-dependent sizes on a GPU (they cost a host round trip): draw Poisson everywhere with
                 # the rate zeroed where the Gaussian is kept, and select.
                 mean = mu if rows is None else _pick(mu, rows)
-                rates = torch.where(small, mean, torch.zeros((), dtype=mean.dtype, device=mean.device))
+                rates = torch.where(small, mean, 0.0)
                 exact = noise.poisson(rates)
                 if read > 0:
                     exact.add_(z, alpha=read)

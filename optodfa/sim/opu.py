@@ -43,6 +43,9 @@ from optodfa.validation import check_choice, check_int, check_real
 __all__ = ["SimulatedOPU", "build"]
 
 CHUNK_PIXELS = 1 << 21
+# A GPU needs many frames per product to use its arithmetic (a (2 × d) @ (d × 2M) product at D = 10⁶ only streams
+# the matrix): 2^27 readings, 128 frames at 10⁶ pixels, about 5 GB of float32 scratch at most.
+CHUNK_PIXELS_GPU = 1 << 27
 # Readings that go through the camera at once: with its scratch buffers (fields, intensities, noise indices,
 # noise, readings) a block of 2^16 float32 readings stays in a 2 MB L2 cache; each pass then costs about a fifth of
 # a pass over memory. Narrower blocks than MIN_BLOCK_WIDTH pixels pay more in per-block overhead than they save.
@@ -68,7 +71,8 @@ class SimulatedOPU(NoHardware):
         variance: ``σ²``, intensity units per lit mirror.
         device: torch device to compute on.
         dtype: ``torch.float32`` or ``torch.float64`` (complex64 or complex128 fields).
-        chunk_pixels: camera readings processed per chunk (a chunk shares one medium state and one noise draw).
+        chunk_pixels: camera readings processed per chunk (a chunk shares one medium state and one noise draw);
+            ``None``: ``CHUNK_PIXELS`` on the CPU, ``CHUNK_PIXELS_GPU`` elsewhere.
         block_pixels: camera readings the camera takes at once within a chunk (a cache-sized block of columns).
     """
 
@@ -76,7 +80,7 @@ class SimulatedOPU(NoHardware):
                  frame_time_s: float = 500e-6, power_w: float = 30.0, drift: Drift | None = None,
                  macropixel_shortcut: bool = True, variance: float = 1.0,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                 chunk_pixels: int = CHUNK_PIXELS, block_pixels: int = BLOCK_PIXELS) -> None:
+                 chunk_pixels: int | None = None, block_pixels: int = BLOCK_PIXELS) -> None:
         self.layout = layout
         self.camera = camera
         self.output_pixels = check_int("output_pixels", output_pixels, low=1)
@@ -92,6 +96,8 @@ class SimulatedOPU(NoHardware):
         self.variance = check_real("variance", variance, low=0.0, low_open=True)
         self.torch_device = torch.device(device)
         self.dtype = check_choice("dtype", dtype, (torch.float32, torch.float64))
+        if chunk_pixels is None:
+            chunk_pixels = CHUNK_PIXELS if torch.device(device).type == "cpu" else CHUNK_PIXELS_GPU
         self.chunk_pixels = check_int("chunk_pixels", chunk_pixels, low=1)
         self.block_pixels = check_int("block_pixels", block_pixels, low=1)
         self.seed = check_seed(seed, "seed")
