@@ -74,3 +74,24 @@ def signed_sum(counts: np.ndarray, signed: np.ndarray, out: np.ndarray) -> None:
             weight = signed[i, f]
             for p in range(width):
                 row[p] = _fma(out.dtype.type(block[f, p]), weight, row[p])
+
+
+@numba.njit(cache=True, nogil=True)
+def binary_fields(frames: np.ndarray, weights: np.ndarray, c0: int, c1: int,
+                  out: np.ndarray) -> None:  # pragma: no cover - compiled
+    pixels = weights.shape[1] // 2
+    width = c1 - c0
+    rows, elements = frames.shape
+    for r in range(rows):
+        re = out[r, :width]
+        im = out[r, width:]
+        re[:] = 0
+        im[:] = 0
+        for k in range(elements):
+            x = frames[r, k]
+            if x != 0:  # a dark element adds an exact zero: skipping it changes no bit of the sum
+                w_re = weights[k, c0:c1]
+                w_im = weights[k, pixels + c0 : pixels + c1]
+                for p in range(width):
+                    re[p] = _fma(x, w_re[p], re[p])
+                    im[p] = _fma(x, w_im[p], im[p])
