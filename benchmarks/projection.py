@@ -24,7 +24,8 @@ fast; per error vector (lightonml's ``n`` frames) at least 1x for the 2-frame re
 
 Roofline: the benchmark measures this machine's float32 GEMM rate and copy bandwidth, and prints for
 ``opu-sim holographic`` the time its speckle product would take at that GEMM rate (``4·(d + 1)`` FLOP per reading:
-real and imaginary part of one field) and the time its unavoidable memory traffic would take at that bandwidth
+real and imaginary part of one field; half the readings for wide frames, whose signal fields are shared) and the
+time its unavoidable memory traffic would take at that bandwidth
 (``BYTES_PER_READING``: the 2-byte noise index written and read, the 1-byte count written and read), each as a
 fraction of the measured time. Memory: a child process per shape builds the projector and projects once; its
 peak resident memory above what it held before is set against twice the matrices the simulator holds plus one
@@ -48,6 +49,7 @@ import torch
 from benchmarks.machine import cpu_name, gemm_rate, memory_bandwidth, peak_rss_bytes, rss_bytes
 from benchmarks.timing import interleaved_medians
 from optodfa.registry import build_projector
+from optodfa.sim.speckle import SHARED_SIGNAL_MIN_WIDTH
 
 SHAPES = ((128, 10, 3_000), (128, 10, 100_000), (256, 1024, 8192))
 MODES = ("holographic", "strong-reference", "intensity")
@@ -230,7 +232,9 @@ def main(argv: list[str] | None = None) -> None:
                                                                      for m, r in vector_ratios.items()) + ")")
         seconds = result["opu-sim holographic"]
         readings = 4 * n * big_d
-        gemm_s = readings * 4 * (d + 1) / flops
+        # Wide frames share one signal field between t± and t± + r (optodfa.sim.speckle): half the products.
+        products = readings // 2 if d + 1 > SHARED_SIGNAL_MIN_WIDTH else readings
+        gemm_s = products * 4 * (d + 1) / flops
         memory_s = readings * BYTES_PER_READING / bandwidth
         print(f"  roofline, opu-sim holographic: {readings / seconds / 1e6:.0f} M readings/s; speckle product at the "
               f"GEMM rate {gemm_s * 1e3:.2f} ms ({gemm_s / seconds:.0%} of the time), {BYTES_PER_READING} B/reading "
