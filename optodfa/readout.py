@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from optodfa.device import Acquisition, OpticalDevice
+from optodfa.sim import kernels
 from optodfa.validation import check_choice
 
 __all__ = ["READOUTS", "HolographicReadout", "IntensityReadout", "Readout", "StrongReferenceReadout",
@@ -82,7 +83,8 @@ class HolographicReadout(Readout):
                                                                          tuple[float, ...]]:
         n = plus.shape[0]
         frames = torch.stack([plus, plus, minus, minus], dim=1).view(4 * n, -1)
-        reference = torch.tensor([True, False, True, False], device=plus.device).repeat(n)
+        # t⁺+r, t⁺, t⁻+r, t⁻: the reference is lit on even frames (computed where the frames live: no copy).
+        reference = torch.arange(4 * n, device=plus.device) % 2 == 0
         return frames, reference, (1.0, -1.0, -1.0, 1.0)
 
 
@@ -133,16 +135,53 @@ def make_readout(mode: str) -> Readout:
     return READOUTS[check_choice("readout.mode", mode, tuple(READOUTS))]()
 
 
+# Planes combined at once by _signed_sum: about 2^16 readings, so the float copy of their counts stays in cache.
+_SUM_READINGS = 1 << 16
+
+
 def _signed_sum(acquisition: Acquisition, signs: tuple[float, ...], n: int) -> torch.Tensor:
     """``Σ_f signs[f] · intensity(frame f of each plane)`` for ``n`` planes of ``len(signs)`` consecutive frames."""
     frames = len(signs)
     counts = acquisition.counts.view(n, frames, -1)
     weights = acquisition.intensity_per_count.view(n, frames)
-    signed = weights * torch.tensor(signs, dtype=weights.dtype, device=weights.device)
-    out = counts[:, 0] * signed[:, 0:1]
-    for f in range(1, frames):
-        out.addcmul_(counts[:, f], signed[:, f : f + 1])
+    signed = weights * _sign_vector(signs, weights.dtype, weights.device)
+    pixels = counts.shape[2]
+    out = torch.empty(n, pixels, dtype=weights.dtype, device=weights.device)
+    if kernels.AVAILABLE and counts.device.type == "cpu" and not counts.dtype.is_floating_point:
+        kernels.signed_sum(counts.numpy(), signed.numpy(), out.numpy())
+        return _subtract_dark(out, signed, acquisition.dark_offset)
+    # Integer counts times float weights go through a slow mixed-dtype path; a float copy of a cache-sized group of
+    # planes, exact for counts below 2^24, makes every product a float one with the same rounding.
+    # A GPU copies all planes at once (one kernel each).
+    grouped = counts.device.type == "cpu" and not counts.dtype.is_floating_point
+    step = max(1, _SUM_READINGS // (frames * pixels)) if grouped else n
+    buffer = None
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        group = counts[a:b]
+        if buffer is not None or not counts.dtype.is_floating_point:
+            if buffer is None:
+                buffer = torch.empty((step, frames, pixels), dtype=weights.dtype, device=weights.device)
+            group = buffer[: b - a].copy_(group)
+        part = torch.mul(group[:, 0], signed[a:b, 0:1], out=out[a:b])
+        for f in range(1, frames):
+            part.addcmul_(group[:, f], signed[a:b, f : f + 1])
+    return _subtract_dark(out, signed, acquisition.dark_offset)
+
+
+_SIGNS: dict[tuple[tuple[float, ...], torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _sign_vector(signs: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``signs`` as a tensor on ``device``, copied there once (a copy per call is a host round trip on a GPU)."""
+    key = (signs, dtype, device)
+    if key not in _SIGNS:
+        _SIGNS[key] = torch.tensor(signs, dtype=dtype).to(device)
+    return _SIGNS[key]
+
+
+def _subtract_dark(out: torch.Tensor, signed: torch.Tensor, dark_offset: float) -> torch.Tensor:
     # The dark offset is subtracted from every count; with per-frame scales it does not cancel in the sum.
-    if acquisition.dark_offset:
-        out.sub_(signed.sum(dim=1, keepdim=True) * acquisition.dark_offset)
+    if dark_offset:
+        out.sub_(signed.sum(dim=1, keepdim=True) * dark_offset)
     return out

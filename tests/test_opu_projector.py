@@ -209,6 +209,22 @@ def test_generic_projector_measures_its_scale_through_the_raw_protocol():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none on this machine")
+@pytest.mark.parametrize("mode", ["holographic", "strong-reference", "intensity"])
+def test_cuda_projection_makes_no_host_round_trip(mode):
+    projector = build(device=torch.device("cuda"), overrides={"readout.mode": mode})
+    e = errors().cuda()
+    projector.project(e)  # first call: lazily measured levels, cached constants
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call (item, nonzero, device-to-host copy) raises
+    try:
+        out = projector._project(e)  # the projection itself: encode, acquire, combine, normalise, decode
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert out.device.type == "cuda" and bool(torch.isfinite(out).all())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none on this machine")
 def test_cuda_projection_stays_on_the_gpu_and_uses_the_same_matrix():
     cpu = build(profile="ideal-opu")
     gpu = build(profile="ideal-opu", device=torch.device("cuda"))

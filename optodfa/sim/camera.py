@@ -24,14 +24,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from optodfa.sim.noise import NoiseSource
+from optodfa.sim import kernels
+from optodfa.sim.noise import NoiseSource, normal_table
 from optodfa.sim.workspace import Workspace
 from optodfa.validation import check_choice, check_int, check_real
+
+if TYPE_CHECKING:
+    from optodfa.sim.speckle import FramePlan
 
 __all__ = ["AUTO_EXPOSURE_MODES", "Camera", "count_dtype"]
 
@@ -158,6 +162,18 @@ class Camera:
             ``(k, M)`` float ``gain · (Poisson(mu) + N(0, σ_read²)) + offset``, Poisson drawn exactly below
             ``poisson_exact_below`` and as a Gaussian of variance ``mu + σ_read²`` above.
         """
+        noisy = self.shot_noise or self.read_noise_e > 0
+        bits = None
+        if noisy and mu.device.type == "cpu":
+            k = mu.shape[0] if rows is None else rows.shape[0]
+            bits = noise.normal_bits(k * mu.shape[1]).reshape(k, mu.shape[1])
+        return self._expose(mu, noise, rows, bits, gain=gain, offset=offset, out=out, workspace=workspace)
+
+    def _expose(self, mu: torch.Tensor, noise: NoiseSource, rows: torch.Tensor | None, bits: np.ndarray | None, *,
+                gain: float, offset: float, out: torch.Tensor | None,
+                workspace: Workspace | None) -> torch.Tensor:
+        """:meth:`expose` with the CPU's table indices ``bits`` (``(k, M)`` uint16, any strides) already drawn;
+        ``None`` on a GPU, which draws its own."""
         read = self.read_noise_e
         k = mu.shape[0] if rows is None else rows.shape[0]
         shape = (k, mu.shape[1])
@@ -165,16 +181,22 @@ class Camera:
         # Per-row quantities are computed on the (few) distinct rows and copied out once per frame.
         if rows is None:
             # One pass for offset + gain·mu.
-            base = torch.tensor(offset, dtype=mu.dtype, device=mu.device)
+            base = torch.full((), offset, dtype=mu.dtype, device=mu.device)
             value = torch.add(base, mu, alpha=gain, out=out) if out is not None else torch.add(base, mu, alpha=gain)
         else:
             mean = torch.mul(mu, gain, out=ws.get("mean_rows", tuple(mu.shape), mu.dtype, mu.device))
             value = _pick(mean.add_(offset), rows, out)
         if not self.shot_noise and read == 0:
             return value
-        index_out = (ws.get("z_index", (math.prod(shape),), torch.int32, value.device)
-                     if value.device.type == "cpu" else None)  # table indices exist on the CPU back end only
-        z = noise.normal(shape, value.dtype, out=ws.get("z", shape, value.dtype, value.device), index_out=index_out)
+        z = ws.get("z", shape, value.dtype, value.device)
+        if bits is None:
+            z = noise.normal(shape, value.dtype, out=z)
+        else:
+            index_out = ws.get("z_index", shape, torch.int32, value.device)
+            if value.dtype == torch.float32:
+                z = NoiseSource.lookup(bits, out=z, index_out=index_out)
+            else:
+                z = NoiseSource.lookup(bits, index_out=index_out).to(value.dtype)
         if not self.shot_noise:
             return value.add_(z, alpha=read * gain)
         threshold = self.poisson_exact_below
@@ -191,7 +213,7 @@ class Camera:
                 exact.mul_(gain).add_(offset)
         if rows is None:
             # gain·sqrt(mu + r²) = sqrt(gain·value + gain²r² − gain·offset), value = gain·mu + offset: two passes.
-            base = torch.tensor(gain * gain * read * read - gain * offset, dtype=mu.dtype, device=mu.device)
+            base = torch.full((), gain * gain * read * read - gain * offset, dtype=mu.dtype, device=mu.device)
             std = torch.add(base, value, alpha=gain, out=ws.get("std", shape, mu.dtype, mu.device))
             if offset:
                 std.clamp_(min=0)  # rounding of gain·offset could leave a dark pixel at -1 ulp
@@ -207,7 +229,7 @@ class Camera:
                 # No data-dependent sizes on a GPU (they cost a host round trip): draw Poisson everywhere with
                 # the rate zeroed where the Gaussian is kept, and select.
                 mean = mu if rows is None else _pick(mu, rows)
-                rates = torch.where(small, mean, torch.zeros((), dtype=mean.dtype, device=mean.device))
+                rates = torch.where(small, mean, 0.0)
                 exact = noise.poisson(rates)
                 if read > 0:
                     exact.add_(z, alpha=read)
@@ -261,6 +283,59 @@ class Camera:
         if readings is not None and self.bits is None:
             value = value.clone()  # unlimited bits return the readings themselves: not scratch space
         return self.adc(value)
+
+    def read_blocks(self, plan: FramePlan, noise: NoiseSource, *, out: torch.Tensor, workspace: Workspace,
+                    width: int) -> torch.Tensor:
+        """:meth:`read` into ``out`` (``(k, M)`` counts) a block of ``width`` pixel columns at a time.
+
+        ``plan`` gives the expected photo-electrons of any block of pixels and the row of each frame
+        (:class:`optodfa.sim.speckle.FramePlan`). The noise is drawn for all ``k × M`` readings first, in the order
+        :meth:`read` draws it, so the counts equal ``read``'s; each block then runs through the camera while it is
+        in cache, in one compiled pass (:mod:`optodfa.sim.kernels`) where it applies. Exact Poisson draws and a GPU
+        take the whole width at once (the Poisson sampler's order follows the readings).
+
+        Returns the saturated-reading count, a 0-d int64 tensor on ``out``'s device.
+        """
+        k, pixels = out.shape
+        cpu = out.device.type == "cpu"
+        if not cpu or (self.shot_noise and self.poisson_exact_below > 0):
+            width = pixels
+        bits = None
+        if cpu and (self.shot_noise or self.read_noise_e > 0):
+            bits = noise.normal_bits(k * pixels).reshape(k, pixels)
+        if bits is not None and self.shot_noise and self.poisson_exact_below == 0 and self.bits is not None \
+                and kernels.AVAILABLE:
+            return self._read_compiled(plan, bits, out, width)
+        saturated = None
+        for c0 in range(0, pixels, width):
+            c1 = min(pixels, c0 + width)
+            mu = plan.intensities(c0, c1)
+            readings = workspace.get("readings", (k, c1 - c0), mu.dtype, mu.device)
+            value = self._expose(mu, noise, plan.rows, None if bits is None else bits[:, c0:c1], gain=self.gain,
+                                 offset=self.dark_offset, out=readings, workspace=workspace)
+            sat = self.adc(value, out[:, c0:c1])[1]
+            saturated = sat if saturated is None else saturated.add_(sat)
+        assert saturated is not None
+        return saturated
+
+    def _read_compiled(self, plan: FramePlan, bits: np.ndarray, out: torch.Tensor, width: int) -> torch.Tensor:
+        k, pixels = out.shape
+        shared = plan.rows is not None
+        rows = plan.rows.numpy() if plan.rows is not None else np.arange(k, dtype=np.int64)
+        code = math.floor(torch.tensor(self.top_count, dtype=plan.weights.dtype).item())
+        table = normal_table().to(plan.weights.dtype).numpy()
+        counts = out.numpy()
+        saturated = 0
+        for c0 in range(0, pixels, width):
+            c1 = min(pixels, c0 + width)
+            fields, scale = plan.fields(c0, c1)
+            factor = (np.ones(fields.shape[0], dtype=table.dtype) if scale is None
+                      else scale.reshape(-1).numpy())
+            saturated += kernels.gaussian_counts(fields.numpy(), factor, rows, shared, bits[:, c0:c1], table,
+                                                 gain=self.gain, offset=self.dark_offset,
+                                                 read_noise=self.read_noise_e, top=self.top_count, code=code,
+                                                 out=counts[:, c0:c1])
+        return torch.tensor(saturated, dtype=torch.int64)
 
     def describe(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -85,17 +85,34 @@ class NoiseSource:
             if out is None:
                 return torch.randn(shape, generator=self._torch, device=self.device, dtype=dtype)
             return out.normal_(generator=self._torch)
-        count = math.prod(shape)
-        assert self._bits is not None
-        words = self._bits.random_raw((count + 3) // 4)
-        # Four 16-bit table indices per 64-bit word; int32 because index_select wants a signed index type.
-        index = index_out if index_out is not None else torch.empty(count, dtype=torch.int32)
-        np.copyto(index.numpy(), words.view(np.uint16)[:count])
-        table = normal_table()
+        bits = self.normal_bits(math.prod(shape))
         if out is not None and dtype == torch.float32:
-            return torch.index_select(table, 0, index, out=out.view(-1)).view(shape)
-        values = table.index_select(0, index).view(shape)
+            return self.lookup(bits, out=out.view(-1), index_out=index_out).view(shape)
+        values = self.lookup(bits, index_out=index_out).view(shape)
         return values if dtype == torch.float32 else values.to(dtype)
+
+    def normal_bits(self, count: int) -> np.ndarray:
+        """CPU back end: the next ``count`` 16-bit table indices, ``(count,)`` uint16 (a view of fresh words).
+
+        ``lookup(normal_bits(c))`` is what ``normal((c,))`` returns; drawing the bits of a whole batch first lets a
+        caller turn them into normals block by block while the block is in cache, in the same order.
+        """
+        assert self._bits is not None, "normal_bits exists on the CPU back end only"
+        words = self._bits.random_raw((count + 3) // 4)
+        return words.view(np.uint16)[:count]
+
+    @staticmethod
+    def lookup(bits: np.ndarray, *, out: torch.Tensor | None = None,
+               index_out: torch.Tensor | None = None) -> torch.Tensor:
+        """float32 standard normals for table indices ``bits`` (uint16, any shape; ``out`` and ``index_out``:
+        optional float32 and int32 buffers of ``bits.shape``), in the shape of ``bits``."""
+        # int32 because index_select wants a signed index type.
+        index = index_out if index_out is not None else torch.empty(bits.shape, dtype=torch.int32)
+        np.copyto(index.numpy(), bits)
+        table = normal_table()
+        if out is None:
+            return table.index_select(0, index.view(-1)).view(bits.shape)
+        return torch.index_select(table, 0, index.view(-1), out=out.view(-1)).view(bits.shape)
 
     def complex_normal(self, shape: tuple[int, ...], dtype: torch.dtype = torch.complex64) -> torch.Tensor:
         """Circular complex Gaussian samples with ``E|z|² = 1`` (real and imaginary parts N(0, ½))."""

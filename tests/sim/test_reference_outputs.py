@@ -1,0 +1,37 @@
+"""The simulator gives, for the same seeds, the outputs it gave before the speed work (issue 11).
+
+``data/reference_outputs.npz`` was recorded by ``tests/sim/reference_cases.py`` from the code before any speed-up:
+camera counts, intensity per count and saturated readings of ``SimulatedOPU.acquire`` for seven cameras that reach
+every branch of the camera model, and projections of ``opu-sim`` for three profiles and three readouts. Each case
+runs with the compiled camera pass (where it applies) and with the tensor code, in the default blocks of pixels and
+in narrow ones (several blocks per chunk, the last one shorter): all must give the recorded numbers exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optodfa.sim import kernels, opu
+from tests.sim import reference_cases
+from tests.sim.reference_cases import PATH, cases, run_one_thread
+
+REFERENCE = np.load(PATH)
+CASES = dict(cases())
+
+
+@pytest.mark.parametrize("variant", ["compiled", "compiled, narrow blocks", "tensor code, narrow blocks"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_outputs_equal_the_recorded_ones(name: str, variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if variant.startswith("tensor code"):
+        monkeypatch.setattr(kernels, "AVAILABLE", False)
+    if variant.endswith("narrow blocks"):
+        # Blocks of 64 pixel columns: several blocks per chunk, the last one shorter.
+        monkeypatch.setattr(opu, "MIN_BLOCK_WIDTH", 64)
+        monkeypatch.setattr(reference_cases, "DEVICE_ATTRIBUTES", {"block_pixels": 1})
+    outputs = run_one_thread(CASES[name])
+    recorded = [REFERENCE[f"{name}/{i}"] for i in range(len(outputs))]
+    for i, (new, old) in enumerate(zip(outputs, recorded, strict=True)):
+        new = new.detach().cpu().numpy()
+        assert new.dtype == old.dtype and new.shape == old.shape, (name, i)
+        np.testing.assert_array_equal(new, old, err_msg=f"{name} output {i}")
