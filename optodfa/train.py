@@ -27,6 +27,7 @@ from optodfa.alignment import gradient_alignment, weight_alignment
 from optodfa.config import TrainConfig
 from optodfa.data import Dataset, add_label_noise, load_dataset
 from optodfa.dfa import DFAModel, convert
+from optodfa.interrupt import StopOnSignals
 from optodfa.models import mlp
 from optodfa.runlog import RunFile, RunFileError, check_writable
 from optodfa.seeding import derive_seed, torch_generator
@@ -105,10 +106,11 @@ def train(config: TrainConfig, out: str | Path, *, progress: bool = True, stop_a
     ``stop_after_steps`` ends the process-level run early *without* a final flush, exactly as a kill would (for
     testing resume).
     """
-    session = build_session(config, out)
-    for line in session.report:
-        log(line)
-    _loop(session, start=None, progress=progress, stop_after_steps=stop_after_steps, log=log)
+    with StopOnSignals() as stop:  # SIGINT/SIGTERM/SIGHUP: checkpoint at the next step, raise Interrupted
+        session = build_session(config, out)
+        for line in session.report:
+            log(line)
+        _loop(session, start=None, progress=progress, stop_after_steps=stop_after_steps, log=log, stop=stop)
     return session.run.path
 
 
@@ -128,7 +130,8 @@ def resume(path: str | Path, *, progress: bool = True, stop_after_steps: int | N
         log(f"resuming {path} at epoch {start['epoch']}, batch {start['batch']} (step {start['step']})")
     else:
         run.truncate({})
-    _loop(session, start=start, progress=progress, stop_after_steps=stop_after_steps, log=log)
+    with StopOnSignals() as stop:
+        _loop(session, start=start, progress=progress, stop_after_steps=stop_after_steps, log=log, stop=stop)
     return run.path
 
 
@@ -159,7 +162,7 @@ def _restore(session: Session, state: dict[str, Any]) -> None:
 
 
 def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, stop_after_steps: int | None,
-          log: Callable[[str], None]) -> None:
+          log: Callable[[str], None], stop: StopOnSignals | None = None) -> None:
     config, data, model, optimizer, run = (session.config, session.data, session.model, session.optimizer,
                                            session.run)
     device = next(model.parameters()).device
@@ -183,6 +186,10 @@ def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, sto
         bar = tqdm(range(first_batch, batches), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
                    leave=False, unit="batch")
         for batch in bar:
+            if stop is not None and stop.requested:  # a step boundary: the state is that of a checkpoint here
+                bar.close()
+                _checkpoint(session, epoch, batch, loss_sum, loss_count)
+                raise stop.interrupted(model.step, run.path)
             index = order[batch * config.batch_size:(batch + 1) * config.batch_size]
             x, y = data.x_train[index].to(device), y_train[index].to(device)
 
@@ -227,6 +234,8 @@ def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, sto
         if epoch + 1 == config.epochs:
             run.attrs["status"] = "completed"
         _checkpoint(session, epoch + 1, 0, 0.0, 0)
+    if stop is not None and stop.requested:  # arrived after the last step: the file is complete, still say so
+        raise stop.interrupted(model.step, run.path)
 
 
 def _record_alignment(run: RunFile, model: DFAModel, x: torch.Tensor, y: torch.Tensor) -> None:
