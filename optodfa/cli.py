@@ -64,27 +64,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        description="Train a network with DFA or BP and write a run file. SIGINT (Ctrl-C), SIGTERM "
                        "and SIGHUP stop at the next step with a checkpoint; --resume continues from it.")
     d = TrainConfig()
-    p.add_argument("--dataset", choices=DATASET_CHOICES, default="fashion-mnist")
+    p.add_argument("--dataset", choices=DATASET_CHOICES, default="fashion-mnist", help="data set")
     p.add_argument("--data-root", default=None, help="folder holding the data set (searched first)")
     p.add_argument("--download", action="store_true", help="download a missing data set (checksums verified)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training samples")
-    p.add_argument("--model", choices=MODELS, default=d.model)
+    p.add_argument("--model", choices=MODELS, default=d.model, help="network family")
     p.add_argument("--hidden", default="800,800", help="hidden widths, comma-separated")
-    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=d.activation)
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=d.activation, help="hidden activation")
     p.add_argument("--no-bias", action="store_true", help="Linear layers without bias")
-    p.add_argument("--method", choices=METHODS, default=d.method)
+    p.add_argument("--method", choices=METHODS, default=d.method, help="training method")
     p.add_argument("--device", default=d.device, help="feedback device (see `optodfa devices`)")
     p.add_argument("--profile", default=None, help="device profile name or TOML file (optical devices)")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                    help="device setting over the profile, e.g. camera.bits=4 (repeatable)")
     p.add_argument("--feedback-scale", type=_feedback_scale, default="auto",
                    help="factor on B e: 'auto' = 1/sqrt(widest hidden layer), or a number")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per step")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="optimiser")
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
     p.add_argument("--seed", type=int, default=d.seed, help="initialisation and data-order seed")
     p.add_argument("--feedback-seed", type=int, default=d.feedback_seed, help="seed of the feedback matrix B")
     p.add_argument("--noise-seed", type=int, default=None, help="device noise seed (default: from feedback seed)")
@@ -94,7 +94,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="steps between checkpoints inside an epoch (0: epoch ends only)")
     p.add_argument("--on-nonfinite", choices=("raise", "skip"), default=d.on_nonfinite,
                    help="what a NaN/inf error does: stop naming the step, or skip the batch and count it")
-    p.add_argument("--label-noise", type=float, default=d.label_noise)
+    p.add_argument("--label-noise", type=float, default=d.label_noise,
+                   help="probability that a training label is replaced by a random class")
     p.add_argument("--torch-device", default=d.torch_device, help="cpu, cuda, cuda:1, ...")
     p.add_argument("--out", default=None, help="run file to write (.h5)")
     p.add_argument("--resume", default=None, metavar="RUN.h5", help="continue this run from its last checkpoint "
@@ -251,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run", help="run file (.h5)")
     _add_debug(report)
     devices = sub.add_parser("devices", help="list feedback devices; `devices fidelity NAME` measures one")
-    devices.add_argument("action", nargs="?", choices=("list", "fidelity"), default="list")
+    devices.add_argument("action", nargs="?", choices=("list", "fidelity"), default="list",
+                         help="list the installed devices, or measure one's feedback fidelity")
     devices.add_argument("name", nargs="?", default="opu-sim", help="device name (for fidelity)")
     devices.add_argument("--profile", default=None, help="device profile name or TOML file")
     devices.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",

@@ -14,8 +14,9 @@ Keys a file leaves out take the schema's default, the ``lighton-aurora`` value (
 ``"optodfa default"``). Profiles are found
 by path, by name in the folders of ``$OPTODFA_PROFILES`` (``os.pathsep``-separated), then among the profiles that
 ship inside the package (``optodfa/device_profiles/*.toml``, package data found through ``importlib.resources``, so
-an installed wheel has them too). Overrides (``{"camera.bits": "4"}``) take strings from the command line (a number may carry a unit:
-``"200us"``; without one it is in the key's display unit, see :data:`SCHEMA`) or typed values from Python.
+an installed wheel has them too). Overrides (``{"camera.bits": "4"}``) take strings from the command line (a number
+may carry a unit: ``"200us"``; without one it is in the key's display unit, see :data:`SCHEMA`) or typed values
+from Python.
 """
 
 from __future__ import annotations
