@@ -76,22 +76,24 @@ class TrainConfig:
         # a configuration built from numpy scalars (a sweep) is stored in the run file as numbers, not as text,
         # and comes back equal on resume.
         put = self._put
-        put("dataset", check_choice("dataset", self.dataset, DATASET_CHOICES))
+        put("dataset", _choice("dataset", self.dataset, DATASET_CHOICES))
         put("data_root", _optional_text("data_root", self.data_root))
         put("download", check_bool("download", self.download))
         put("limit", None if self.limit is None else check_int("limit", self.limit, low=1))
-        put("model", check_choice("model", self.model, MODELS))
+        put("model", _choice("model", self.model, MODELS))
         put("hidden", _widths(self.hidden))
-        put("activation", check_choice("activation", self.activation, ACTIVATIONS))
+        put("activation", _choice("activation", self.activation, ACTIVATIONS))
         put("bias", check_bool("bias", self.bias))
-        put("method", check_choice("method", self.method, METHODS))
+        put("method", _choice("method", self.method, METHODS))
         if not isinstance(self.device, str) or not self.device:
             raise ValueError(f"device must be a registered device name, got {self.device!r}")
+        put("device", str(self.device))
         put("profile", _optional_text("profile", self.profile))
         put("overrides", _overrides(self.overrides))
         if isinstance(self.feedback_scale, str):
             if self.feedback_scale != "auto":
                 raise ValueError(f"feedback_scale must be 'auto' or a positive number, got {self.feedback_scale!r}")
+            put("feedback_scale", "auto")
         else:
             put("feedback_scale", check_real("feedback_scale", self.feedback_scale, low=0.0, low_open=True))
         put("seed", check_seed(self.seed, "seed"))
@@ -100,14 +102,15 @@ class TrainConfig:
         put("epochs", check_int("epochs", self.epochs, low=1))
         put("batch_size", check_int("batch_size", self.batch_size, low=1))
         put("lr", check_real("lr", self.lr, low=0.0, low_open=True))
-        put("optimizer", check_choice("optimizer", self.optimizer, OPTIMIZERS))
+        put("optimizer", _choice("optimizer", self.optimizer, OPTIMIZERS))
         put("momentum", check_real("momentum", self.momentum, low=0.0, high=1.0, high_open=True))
         put("weight_decay", check_real("weight_decay", self.weight_decay, low=0.0))
         put("alignment_every", check_int("alignment_every", self.alignment_every, low=0))
         put("checkpoint_every", check_int("checkpoint_every", self.checkpoint_every, low=0))
-        put("on_nonfinite", check_choice("on_nonfinite", self.on_nonfinite, ("raise", "skip")))
+        put("on_nonfinite", _choice("on_nonfinite", self.on_nonfinite, ("raise", "skip")))
         if not isinstance(self.torch_device, str) or not self.torch_device.strip():
             raise TypeError(f"torch_device must be a string such as 'cpu' or 'cuda:0', got {self.torch_device!r}")
+        put("torch_device", str(self.torch_device))
         put("label_noise", check_real("label_noise", self.label_noise, low=0.0, high=1.0))
 
     def _put(self, name: str, value: Any) -> None:
@@ -135,6 +138,11 @@ class TrainConfig:
                 if getattr(self, f.name) != getattr(other, f.name)}
 
 
+def _choice(name: str, value: Any, choices: Any) -> Any:
+    value = check_choice(name, value, choices)
+    return str(value) if isinstance(value, str) else value
+
+
 def _optional_text(name: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -143,7 +151,7 @@ def _optional_text(name: str, value: Any) -> str | None:
     if not isinstance(value, str) or not value:
         raise TypeError(f"{name} must be a non-empty string (a name or a path) or None, got {value!r} "
                         f"({type(value).__name__})")
-    return value
+    return str(value)  # numpy.str_ is a str too, but JSON and equality want the plain type
 
 
 def _widths(hidden: Any) -> tuple[int, ...]:
@@ -165,8 +173,9 @@ def _overrides(overrides: Any) -> dict[str, Any]:
     for key, value in overrides.items():
         if not isinstance(key, str) or not key:
             raise TypeError(f"override names must be non-empty strings (e.g. 'camera.bits'), got {key!r}")
-        if isinstance(value, np.generic):
-            value = value.item()
+        key = str(key)
+        if isinstance(value, (np.generic, str)):
+            value = value.item() if isinstance(value, np.generic) else str(value)
         if value is not None and not isinstance(value, (str, bool, int, float)):
             raise TypeError(f"override {key!r} must be a string, number, boolean or None, got {value!r} "
                             f"({type(value).__name__})")

@@ -169,22 +169,20 @@ class Projector(ABC):
 
         Raises:
             FeedbackError: ``e`` is not a floating tensor of shape ``(n, d)``.
-            NonFiniteError: ``e`` holds NaN or inf.
+            NonFiniteError: ``e`` holds NaN or inf, or is so large that the projection overflows its dtype.
         """
         self._check(e)
         n = e.shape[0]
         if n == 0:  # nothing to show the device: the projection of no errors is no rows
             return e.new_zeros((0, self.out_features))
-        if e.dtype in _HALF:
-            # Half precision cannot hold the codes (integers up to 2^16 - 1) or the intensities; compute in float32
-            # and hand back the caller's dtype, refusing a result that does not fit it.
-            out = self._project(e.float())
-            if not bool(torch.isfinite(out).all()):
-                raise FeedbackError(f"the projection of this {e.dtype} error batch overflows {e.dtype} (largest "
-                                    f"finite {torch.finfo(e.dtype).max:g}); pass float32 errors")
-            out = out.to(e.dtype)
-        else:
-            out = self._project(e)
+        # Half precision cannot hold the codes (integers up to 2^16 - 1) or the intensities: compute in float32
+        # and hand back the caller's dtype.
+        out = self._project(e.float()).to(e.dtype) if e.dtype in _HALF else self._project(e)
+        if not bool(torch.isfinite(out).all()):  # finite errors so large that B e overflows the dtype
+            raise NonFiniteError(f"the projection of this finite {e.dtype} error batch overflows: "
+                                 f"{int((~torch.isfinite(out)).sum())} non-finite value(s) out of {out.numel()} "
+                                 f"(largest |e| = {float(e.abs().max()):g}, largest finite "
+                                 f"{torch.finfo(e.dtype).max:g}); scale the errors down or use float64")
         self._counters.calls += 1
         self._counters.projections += n
         self._counters.macs += n * self.in_features * self.out_features

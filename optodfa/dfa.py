@@ -27,7 +27,7 @@ from torch import nn
 
 from optodfa.device import NonFiniteError, Projector
 from optodfa.registry import build_projector
-from optodfa.validation import check_choice, check_real
+from optodfa.validation import check_choice, check_int, check_real
 
 WEIGHTED = (nn.Linear, nn.Conv2d)
 ACTIVATIONS = (nn.Tanh, nn.ReLU, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus, nn.Identity)
@@ -232,6 +232,10 @@ def convert(model: nn.Sequential, input_shape: Sequence[int], *, projector: Proj
     """
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"convert expects an nn.Sequential, got {type(model).__name__}")
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) or not input_shape:
+        raise TypeError(f"input_shape must be the shape of one sample, e.g. (784,) or (1, 28, 28), got "
+                        f"{input_shape!r}")
+    input_shape = tuple(check_int("input_shape entry", size, low=1) for size in input_shape)
     modules = list(model)
     weighted = [i for i, m in enumerate(modules) if isinstance(m, WEIGHTED)]
     if len(weighted) < 2:

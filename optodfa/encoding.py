@@ -180,6 +180,8 @@ def _check_errors(e: object) -> torch.Tensor:
     if not isinstance(e, torch.Tensor) or e.ndim != 2 or not e.is_floating_point():
         got = f"{e.dtype} {tuple(e.shape)}" if isinstance(e, torch.Tensor) else type(e).__name__
         raise TypeError(f"errors must be a 2-D floating tensor (n, d), got {got}")
+    if e.shape[1] == 0:
+        raise ValueError(f"errors must have at least one entry per sample, got shape {tuple(e.shape)}")
     if e.dtype in (torch.float16, torch.bfloat16):
         e = e.float()
     if not bool(torch.isfinite(e).all()):
