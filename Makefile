@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean-venv
+.PHONY: demo test lint bench fuzz wheel-check clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,3 +33,12 @@ bench: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Hypothesis over every public entry point, full budget (>= 10^4 examples, random seeds, per-example deadline);
+# prints the counts by outcome. `make test` runs the same targets as a small derandomised subset.
+fuzz: $(STAMP)
+	OPTODFA_FUZZ=full $(PY) -m pytest -q -p no:cacheprovider tests/fuzz
+
+# Build the wheel, install it into a fresh virtual environment outside the checkout and run it from there.
+wheel-check: $(STAMP)
+	.ci/wheel-check
