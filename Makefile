@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # pins do not install on current Python, hence --no-deps and its few real needs by hand (devices/lighton/README.md).
 # Neither is a dependency of optodfa.
 
-.PHONY: demo test lint bench clean-venv
+.PHONY: demo test lint bench fuzz wheel-check clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,12 @@ bench: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Hypothesis over every public entry point, full budget (>= 10^4 examples, random seeds, per-example deadline);
+# prints the counts by outcome. `make test` runs the same targets as a small derandomised subset.
+fuzz: $(STAMP)
+	OPTODFA_FUZZ=full $(PY) -m pytest -q -p no:cacheprovider tests/fuzz
+
+# Build the wheel, install it into a fresh virtual environment outside the checkout and run it from there.
+wheel-check: $(STAMP)
+	.ci/wheel-check

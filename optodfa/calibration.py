@@ -49,7 +49,7 @@ from optodfa.optical import Intensities
 from optodfa.photon_transfer import Readings, code_variance, fit_photon_transfer
 from optodfa.readout import HolographicReadout
 from optodfa.seeding import check_seed, numpy_generator
-from optodfa.validation import check_int, check_real
+from optodfa.validation import check_int, check_memory, check_real
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Calibration", "CalibrationFileError", "MatrixError", "calibrate",
            "calibration_error", "code_variance", "matrix_error"]
@@ -301,6 +301,8 @@ def calibrate(device: OpticalDevice, in_features: int, out_features: int, *, pro
     code_offset = 0.0 if device.bit_depth is None else check_real("code_offset", code_offset, low=0.0, high=1.0,
                                                                     high_open=True)
     seed = check_seed(seed)
+    # Probe signs (P x d) and the measurements, their residual and a product of the same size (3 x P x D), float64.
+    check_memory(f"calibration with probes = {p} (d = {d}, D = {big_d})", 8.0 * p * (d + 3 * big_d))
     start = device.counters()
 
     signs = numpy_generator(seed, _PROBE_LABEL).integers(0, 2, size=(p, d)).astype(np.float64) * 2.0 - 1.0

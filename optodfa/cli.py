@@ -1,16 +1,42 @@
-"""Command line: ``optodfa train | report | devices | demo``."""
+"""Command line: ``optodfa train | report | devices | demo`` (also ``python -m optodfa``).
+
+Every failure ends in one line on stderr, ``optodfa COMMAND: error: MESSAGE``, and an exit code: 2 for bad input,
+1 for a failure at run time, 128 + the signal number when a signal stopped training (see :mod:`optodfa.errors`
+for the list of error types). ``--debug`` prints the traceback as well. Nothing runs before the inputs that can
+be checked without data (flags, configuration, torch device, memory estimates) have been checked.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NoReturn
 
-from optodfa.config import DATASET_CHOICES, METHODS, OPTIMIZERS, TrainConfig
+import optodfa
+from optodfa.config import DATASET_CHOICES, METHODS, OPTIMIZERS, TrainConfig, training_memory
 from optodfa.models import ACTIVATIONS, MODELS, parse_hidden
 
 DEMO_OUT = "results/demo.h5"
+DEBUG_ENV = "OPTODFA_DEBUG"
+# Flags of `train` that only steer this process; every other flag given with --resume must match the run file.
+PROCESS_FLAGS = ("resume", "no_progress", "debug", "out", "force")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (the full usage is one ``--help`` away) and defaults in every help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def parse_settings(items: Sequence[str]) -> dict[str, str]:
@@ -35,29 +61,30 @@ def _feedback_scale(text: str) -> float | str:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a network with DFA or BP and write a run file",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       description="Train a network with DFA or BP and write a run file. SIGINT (Ctrl-C), SIGTERM "
+                       "and SIGHUP stop at the next step with a checkpoint; --resume continues from it.")
     d = TrainConfig()
-    p.add_argument("--dataset", choices=DATASET_CHOICES, default="fashion-mnist")
+    p.add_argument("--dataset", choices=DATASET_CHOICES, default="fashion-mnist", help="data set")
     p.add_argument("--data-root", default=None, help="folder holding the data set (searched first)")
     p.add_argument("--download", action="store_true", help="download a missing data set (checksums verified)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training samples")
-    p.add_argument("--model", choices=MODELS, default=d.model)
+    p.add_argument("--model", choices=MODELS, default=d.model, help="network family")
     p.add_argument("--hidden", default="800,800", help="hidden widths, comma-separated")
-    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=d.activation)
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=d.activation, help="hidden activation")
     p.add_argument("--no-bias", action="store_true", help="Linear layers without bias")
-    p.add_argument("--method", choices=METHODS, default=d.method)
+    p.add_argument("--method", choices=METHODS, default=d.method, help="training method")
     p.add_argument("--device", default=d.device, help="feedback device (see `optodfa devices`)")
     p.add_argument("--profile", default=None, help="device profile name or TOML file (optical devices)")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                    help="device setting over the profile, e.g. camera.bits=4 (repeatable)")
     p.add_argument("--feedback-scale", type=_feedback_scale, default="auto",
                    help="factor on B e: 'auto' = 1/sqrt(widest hidden layer), or a number")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per step")
+    p.add_argument("--lr", type=float, default=d.lr, help="learning rate")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="optimiser")
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
     p.add_argument("--seed", type=int, default=d.seed, help="initialisation and data-order seed")
     p.add_argument("--feedback-seed", type=int, default=d.feedback_seed, help="seed of the feedback matrix B")
     p.add_argument("--noise-seed", type=int, default=None, help="device noise seed (default: from feedback seed)")
@@ -67,16 +94,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="steps between checkpoints inside an epoch (0: epoch ends only)")
     p.add_argument("--on-nonfinite", choices=("raise", "skip"), default=d.on_nonfinite,
                    help="what a NaN/inf error does: stop naming the step, or skip the batch and count it")
-    p.add_argument("--label-noise", type=float, default=d.label_noise)
+    p.add_argument("--label-noise", type=float, default=d.label_noise,
+                   help="probability that a training label is replaced by a random class")
     p.add_argument("--torch-device", default=d.torch_device, help="cpu, cuda, cuda:1, ...")
     p.add_argument("--out", default=None, help="run file to write (.h5)")
-    p.add_argument("--resume", default=None, metavar="RUN.h5", help="continue this run from its last checkpoint")
+    p.add_argument("--resume", default=None, metavar="RUN.h5", help="continue this run from its last checkpoint "
+                   "(other flags, if given, must match its stored configuration)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_debug(p)
 
 
-def _config_from(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: a sub-command's default must not overwrite `optodfa --debug COMMAND`.
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an error (also: $OPTODFA_DEBUG=1)")
+
+
+def _config_from(args: argparse.Namespace, *, base: TrainConfig | None = None,
+                 only: Sequence[str] | None = None) -> TrainConfig:
+    """The configuration the flags ask for; with ``base``, only the flags in ``only`` change it."""
+    values = dict(
         dataset=args.dataset, data_root=args.data_root, download=args.download, limit=args.limit, model=args.model,
         hidden=parse_hidden(args.hidden), activation=args.activation, bias=not args.no_bias, method=args.method,
         device=args.device, profile=args.profile, overrides=parse_settings(args.settings),
@@ -85,6 +123,12 @@ def _config_from(args: argparse.Namespace) -> TrainConfig:
         optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
         alignment_every=args.alignment_every, checkpoint_every=args.checkpoint_every,
         on_nonfinite=args.on_nonfinite, torch_device=args.torch_device, label_noise=args.label_noise)
+    if base is None:
+        return TrainConfig(**values)
+    field_of = {"no_bias": "bias", "settings": "overrides"}
+    chosen = {field_of.get(dest, dest) for dest in (only or ())}
+    return TrainConfig(**{**base.to_dict(), "hidden": base.hidden,
+                          **{k: v for k, v in values.items() if k in chosen}})
 
 
 def _finish(path: Path) -> None:
@@ -101,13 +145,60 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress and sys.stderr.isatty()
     if args.resume:
+        if args.force:
+            raise ValueError("--force overwrites a new run's --out; --resume continues a run and never overwrites "
+                             "it: give one of them")
+        config = _check_resume(args)
+        check_before_running(config)
         path = resume(args.resume, progress=progress)
     else:
         if not args.out:
             raise ValueError("train needs --out RUN.h5 (or --resume RUN.h5)")
-        path = train(_config_from(args), args.out, force=args.force, progress=progress)
+        config = _config_from(args)
+        check_before_running(config)
+        path = train(config, args.out, force=args.force, progress=progress)
     _finish(Path(path))
     return 0
+
+
+def check_before_running(config: TrainConfig) -> None:
+    """What can be checked before data are loaded: the torch device and the memory the network needs."""
+    from optodfa.validation import check_memory, check_torch_device
+
+    check_torch_device(config.torch_device)
+    needed, what = training_memory(config)
+    check_memory(what, needed)
+
+
+def _check_resume(args: argparse.Namespace) -> TrainConfig:
+    """The stored configuration of ``--resume FILE``; flags given beside it must agree with it."""
+    from optodfa.runlog import RunFile, RunFileError
+
+    run = RunFile.load(args.resume, checkpoint=False)
+    if "config" not in run.attrs:
+        raise RunFileError(f"{args.resume!r} is not an optodfa run file (no 'config' attribute)")
+    stored = TrainConfig.from_dict(run.attrs["config"])
+    given = sorted(set(vars(args)) & set(_explicit(args.argv)) - set(PROCESS_FLAGS))
+    if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+        raise ValueError(f"--resume {args.resume} continues that file; --out {args.out} names another one "
+                         f"(drop --out, or start a new run without --resume)")
+    if not given:
+        return stored
+    asked = _config_from(args, base=stored, only=given)
+    conflicts = stored.differences(asked)
+    if conflicts:
+        listed = "; ".join(f"{name} = {new!r} (stored: {old!r})" for name, (old, new) in sorted(conflicts.items()))
+        raise ValueError(f"--resume continues the stored configuration of {args.resume}; these flags conflict "
+                         f"with it: {listed}. Drop them, or start a new run with --out")
+    return stored
+
+
+def _explicit(argv: Sequence[str]) -> list[str]:
+    """Destinations of the ``train`` flags written out in ``argv`` (defaults do not count)."""
+    parser = build_parser()
+    for action in parser._subparsers._group_actions[0].choices["train"]._actions:  # type: ignore[union-attr]
+        action.default = argparse.SUPPRESS
+    return list(vars(parser.parse_args(argv)))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -151,41 +242,95 @@ def cmd_demo(args: argparse.Namespace) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(dataset=dataset, hidden=(800, 800), method="dfa", device="opu-sim", epochs=epochs,
                          lr=1e-4, optimizer="adam", alignment_every=50)
+    check_before_running(config)
     path = train(config, args.out, force=True, progress=sys.stderr.isatty())  # the demo owns its output file
     _finish(Path(path))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="optodfa", description="Direct Feedback Alignment through optical "
-                                     "hardware, simulated or real.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="optodfa", description="Direct Feedback Alignment through optical hardware, simulated "
+                     "or real. Exit codes: 0 success, 1 failure at run time, 2 bad input, 128 + N stopped by "
+                     "signal N.")
+    parser.add_argument("--version", action="version", version=f"optodfa {optodfa.__version__}")
+    parser.add_argument("--debug", action="store_true", default=False,
+                        help="show the traceback of an error (also: $OPTODFA_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                title="commands (optodfa COMMAND --help for each)")
     _add_train(sub)
     report = sub.add_parser("report", help="print the summary table of a run file, or one table comparing several")
     report.add_argument("runs", nargs="+", metavar="RUN.h5", help="run file(s)")
+    _add_debug(report)
     devices = sub.add_parser("devices", help="list feedback devices; `devices fidelity NAME` measures one, "
                              "`devices check NAME` runs the conformance kit on it")
-    devices.add_argument("action", nargs="?", choices=("list", "fidelity", "check"), default="list")
+    devices.add_argument("action", nargs="?", choices=("list", "fidelity", "check"), default="list",
+                         help="list the installed devices, measure one's feedback fidelity, or run the "
+                         "conformance kit on it")
     devices.add_argument("name", nargs="?", default="opu-sim", help="device name (for fidelity and check)")
-    devices.add_argument("--profile", default=None)
-    devices.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+    devices.add_argument("--profile", default=None, help="device profile name or TOML file")
+    devices.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                         help="device setting over the profile (repeatable)")
+    _add_debug(devices)
     demo = sub.add_parser("demo", help="train DFA through the simulated OPU and print the table")
-    demo.add_argument("--epochs", type=int, default=None)
-    demo.add_argument("--out", default=DEMO_OUT)
+    demo.add_argument("--epochs", type=int, default=None, help="epochs (default: 3 on Fashion-MNIST, 20 on digits)")
+    demo.add_argument("--out", default=DEMO_OUT, help="run file to write")
+    _add_debug(demo)
     return parser
 
 
 COMMANDS = {"train": cmd_train, "report": cmd_report, "devices": cmd_devices, "demo": cmd_demo}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+@contextmanager
+def _signals_stop_at_once() -> Iterator[None]:
+    """Outside the training loop (which stops at a step boundary), SIGTERM and SIGHUP stop like Ctrl-C does."""
+    from optodfa.interrupt import SIGNALS, Interrupted
+
+    def stop(signum: int, frame: object) -> None:
+        raise Interrupted(signum, immediate=True)
+
+    previous = {}
     try:
-        return COMMANDS[args.command](args)
-    except (ValueError, KeyError, TypeError, OSError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"optodfa {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        for number in SIGNALS:
+            previous[number] = signal.signal(number, stop)
+    except ValueError:  # not the main thread (main() called from a worker): leave signals alone
+        pass
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``); returns the exit code, never raises."""
+    from optodfa.errors import exit_code, one_line
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed as one line)
+        return exc.code if isinstance(exc.code, int) else 2
+    args.argv = argv
+    debug = bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    try:
+        with _signals_stop_at_once():
+            return COMMANDS[args.command](args)
+    except (Exception, KeyboardInterrupt) as exc:
+        if debug:
+            traceback.print_exc()
+        message = one_line(exc)
+        path = getattr(args, "resume", None) or getattr(args, "out", None)
+        from optodfa.interrupt import Interrupted
+
+        if isinstance(exc, Interrupted) and exc.immediate and exc.path is None:
+            if path and Path(path).is_file():
+                message = exc.message(path)
+            else:
+                message = f"stopped at once by {exc.signal_name}, before the run file was written"
+        print(f"optodfa {args.command}: {'' if isinstance(exc, KeyboardInterrupt) else 'error: '}{message}",
+              file=sys.stderr)
+        return exit_code(exc)
 
 
 if __name__ == "__main__":

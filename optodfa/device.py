@@ -30,6 +30,9 @@ __all__ = [
 ]
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
 class FeedbackError(ValueError):
     """An error batch that a projector cannot take (wrong shape, dtype or device)."""
 
@@ -165,15 +168,25 @@ class Projector(ABC):
             e: ``(n, d)`` floating-point errors, on any torch device.
 
         Returns:
-            ``(n, D)`` estimate of ``e @ B_effᵀ``, same device and dtype as ``e``.
+            ``(n, D)`` estimate of ``e @ B_effᵀ``, same device and dtype as ``e`` (``(0, D)`` for ``n = 0``, with
+            nothing counted; half-precision errors are projected in float32 and returned in their own dtype).
 
         Raises:
             FeedbackError: ``e`` is not a floating tensor of shape ``(n, d)``.
-            NonFiniteError: ``e`` holds NaN or inf.
+            NonFiniteError: ``e`` holds NaN or inf, or is so large that the projection overflows its dtype.
         """
         self._check(e)
-        out = self._project(e)
         n = e.shape[0]
+        if n == 0:  # nothing to show the device: the projection of no errors is no rows
+            return e.new_zeros((0, self.out_features))
+        # Half precision cannot hold the codes (integers up to 2^16 - 1) or the intensities: compute in float32
+        # and hand back the caller's dtype.
+        out = self._project(e.float()).to(e.dtype) if e.dtype in _HALF else self._project(e)
+        if not bool(torch.isfinite(out).all()):  # finite errors so large that B e overflows the dtype
+            raise NonFiniteError(f"the projection of this finite {e.dtype} error batch overflows: "
+                                 f"{int((~torch.isfinite(out)).sum())} non-finite value(s) out of {out.numel()} "
+                                 f"(largest |e| = {float(e.abs().max()):g}, largest finite "
+                                 f"{torch.finfo(e.dtype).max:g}); scale the errors down or use float64")
         self._counters.calls += 1
         self._counters.projections += n
         self._counters.macs += n * self.in_features * self.out_features

@@ -369,6 +369,10 @@ def convert(model: nn.Sequential, input_shape: Sequence[int], *, projector: Proj
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"convert expects an nn.Sequential, got {type(model).__name__}; for any other module "
                         f"place optodfa.Feedback points in its forward and use DFAModel.from_module")
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) or not input_shape:
+        raise TypeError(f"input_shape must be the shape of one sample, e.g. (784,) or (1, 28, 28), got "
+                        f"{input_shape!r}")
+    input_shape = tuple(check_int("input_shape entry", size, low=1) for size in input_shape)
     modules = list(model)
     weighted = [i for i, m in enumerate(modules) if isinstance(m, WEIGHTED)]
     if len(weighted) < 2:

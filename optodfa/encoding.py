@@ -79,7 +79,12 @@ class Encoding(ABC):
     planes: int
 
     def encode(self, e: torch.Tensor) -> Encoded:
-        """Encode ``(n, d)`` errors; the scale ``s`` is the least-squares fit of ``e`` by its code."""
+        """Encode ``(n, d)`` errors; the scale ``s`` is the least-squares fit of ``e`` by its code.
+
+        Half-precision errors are encoded in float32 (the codes of a 16-bit bit-plane encoding exceed float16).
+        Raises ``TypeError`` for anything but a 2-D floating tensor and ``ValueError`` for NaN or inf.
+        """
+        e = _check_errors(e)
         planes, weights = self._planes(e)
         encoded = Encoded(planes, weights, torch.zeros(e.shape[0], dtype=e.dtype, device=e.device))
         code = encoded.code()
@@ -169,6 +174,19 @@ class BitPlaneEncoding(Encoding):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "bits": self.bits}
+
+
+def _check_errors(e: object) -> torch.Tensor:
+    if not isinstance(e, torch.Tensor) or e.ndim != 2 or not e.is_floating_point():
+        got = f"{e.dtype} {tuple(e.shape)}" if isinstance(e, torch.Tensor) else type(e).__name__
+        raise TypeError(f"errors must be a 2-D floating tensor (n, d), got {got}")
+    if e.shape[1] == 0:
+        raise ValueError(f"errors must have at least one entry per sample, got shape {tuple(e.shape)}")
+    if e.dtype in (torch.float16, torch.bfloat16):
+        e = e.float()
+    if not bool(torch.isfinite(e).all()):
+        raise ValueError(f"errors hold {int((~torch.isfinite(e)).sum())} non-finite value(s) (NaN or inf)")
+    return e
 
 
 ENCODINGS: dict[str, type[Encoding]] = {"ternary": TernaryEncoding, "sign": SignEncoding,

@@ -12,14 +12,17 @@ where it comes from::
 
 Keys a file leaves out take the schema's default, the ``lighton-aurora`` value (recorded with source
 ``"optodfa default"``). Profiles are found
-by path, by name in the folders of ``$OPTODFA_PROFILES`` (``os.pathsep``-separated), then in ``devices/`` next to
-the package. Overrides (``{"camera.bits": "4"}``) take strings from the command line (a number may carry a unit:
-``"200us"``; without one it is in the key's display unit, see :data:`SCHEMA`) or typed values from Python.
+by path, by name in the folders of ``$OPTODFA_PROFILES`` (``os.pathsep``-separated), then among the profiles that
+ship inside the package (``optodfa/device_profiles/*.toml``, package data found through ``importlib.resources``, so
+an installed wheel has them too). Overrides (``{"camera.bits": "4"}``) take strings from the command line (a number
+may carry a unit: ``"200us"``; without one it is in the key's display unit, see :data:`SCHEMA`) or typed values
+from Python.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
 import os
 import re
@@ -27,8 +30,6 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import optodfa
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -246,21 +247,27 @@ class Profile:
         return out
 
 
-def profile_dirs() -> list[Path]:
-    """Folders searched for profiles by name: ``$OPTODFA_PROFILES`` entries, then ``devices/`` by the package."""
-    dirs = [Path(p) for p in os.environ.get("OPTODFA_PROFILES", "").split(os.pathsep) if p]
-    dirs.append(Path(optodfa.__file__).resolve().parent / "device_profiles")
-    dirs.append(Path(optodfa.__file__).resolve().parents[1] / "devices")
+PACKAGE_PROFILES = "device_profiles"  # folder of optodfa holding the shipped profiles
+
+
+def profile_dirs() -> list[Any]:
+    """Folders searched for profiles by name: ``$OPTODFA_PROFILES`` entries, then the package's own profiles.
+
+    The last entry is an ``importlib.resources`` traversable (a ``Path`` for an ordinary installation).
+    """
+    dirs: list[Any] = [Path(p) for p in os.environ.get("OPTODFA_PROFILES", "").split(os.pathsep) if p]
+    dirs.append(importlib.resources.files("optodfa") / PACKAGE_PROFILES)
     return dirs
 
 
-def known_profiles() -> dict[str, Path]:
-    """Profile names found in :func:`profile_dirs` (earlier folders win)."""
-    found: dict[str, Path] = {}
+def known_profiles() -> dict[str, Any]:
+    """Profile names found in :func:`profile_dirs` (earlier folders win), each with its file."""
+    found: dict[str, Any] = {}
     for folder in profile_dirs():
         if folder.is_dir():
-            for path in sorted(folder.glob("*.toml")):
-                found.setdefault(path.stem, path)
+            for path in sorted(folder.iterdir(), key=lambda entry: entry.name):
+                if path.name.endswith(".toml") and path.is_file():
+                    found.setdefault(path.name.removesuffix(".toml"), path)
     return found
 
 
@@ -277,7 +284,7 @@ def load_profile(profile: str | os.PathLike[str] | None = None,
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"profile {str(path)!r} is not valid TOML: {exc}") from None
-    resolved = parse_profile(data, name=path.stem, path=str(path))
+    resolved = parse_profile(data, name=path.name.removesuffix(".toml"), path=str(path))
     return resolved.with_overrides(overrides or {})
 
 
@@ -324,7 +331,7 @@ def parse_profile(data: Mapping[str, Any], *, name: str, path: str | None = None
 
 
 # -- internals -----------------------------------------------------------------------------------------------
-def _locate(profile: str | os.PathLike[str]) -> Path:
+def _locate(profile: str | os.PathLike[str]) -> Any:
     text = os.fspath(profile)
     if not isinstance(text, str) or not text:
         raise ProfileError(f"profile must be a name or a path to a .toml file, got {profile!r}")

@@ -59,6 +59,9 @@ class Readout(ABC):
         Returns:
             ``(N, device.output_pixels)`` float32/float64 (the dtype of the intensity scale) raw combination.
         """
+        n = _check_planes(device, plus, minus)
+        if n == 0:
+            return torch.zeros(0, device.output_pixels)
         frames, reference, signs = self._frames(plus, minus)
         acquisition = device.acquire(frames, reference=reference)
         return _signed_sum(acquisition, signs, plus.shape[0])
@@ -137,6 +140,16 @@ def make_readout(mode: str) -> Readout:
 
 # Planes combined at once by _signed_sum: about 2^16 readings, so the float copy of their counts stays in cache.
 _SUM_READINGS = 1 << 16
+def _check_planes(device: OpticalDevice, plus: object, minus: object) -> int:
+    """Rows ``N`` of two frame batches of one shape ``(N, device.input_pixels)`` (values are the device's to check)."""
+    for name, frames in (("plus", plus), ("minus", minus)):
+        if not isinstance(frames, torch.Tensor) or frames.ndim != 2 or frames.is_complex():
+            got = f"{frames.dtype} {tuple(frames.shape)}" if isinstance(frames, torch.Tensor) else type(frames).__name__
+            raise TypeError(f"{name} frames must be a real 2-D tensor (N, {device.input_pixels}), got {got}")
+    if plus.shape != minus.shape:  # type: ignore[union-attr]
+        raise ValueError(f"plus and minus frames must have one shape, got {tuple(plus.shape)} and "  # type: ignore[union-attr]
+                         f"{tuple(minus.shape)}")  # type: ignore[union-attr]
+    return int(plus.shape[0])  # type: ignore[union-attr]
 
 
 def _signed_sum(acquisition: Acquisition, signs: tuple[float, ...], n: int) -> torch.Tensor:

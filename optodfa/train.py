@@ -37,6 +37,7 @@ from optodfa.config import TrainConfig
 from optodfa.data import Dataset, add_label_noise, load_dataset
 from optodfa.dfa import DFAModel, convert
 from optodfa.h5tree import copy_tree
+from optodfa.interrupt import StopOnSignals
 from optodfa.models import mlp
 from optodfa.runlock import RunLock
 from optodfa.runlog import RunFile, RunFileError, check_writable
@@ -230,8 +231,9 @@ def _run(session: Session, start: dict[str, Any] | None, *, progress: bool, stop
          log: Callable[[str], None]) -> None:
     """The loop, recording in the run file whatever raises out of it; the lock is released in any case."""
     try:
-        _loop(session, start=start, progress=progress, stop_after_steps=stop_after_steps, log=log)
-    except Exception as exc:
+        with StopOnSignals() as stop:  # SIGINT/SIGTERM/SIGHUP: checkpoint at the next step, raise Interrupted
+            _loop(session, start=start, progress=progress, stop_after_steps=stop_after_steps, log=log, stop=stop)
+    except Exception as exc:  # Interrupted is a KeyboardInterrupt: a stop on request is not a failure
         _record_failure(session, exc)
         raise
     finally:
@@ -278,7 +280,7 @@ def _restore(session: Session, state: dict[str, Any]) -> None:
 
 
 def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, stop_after_steps: int | None,
-          log: Callable[[str], None]) -> None:
+          log: Callable[[str], None], stop: StopOnSignals | None = None) -> None:
     config, data, model, optimizer, run = (session.config, session.data, session.model, session.optimizer,
                                            session.run)
     device = next(model.parameters()).device
@@ -302,6 +304,10 @@ def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, sto
         bar = tqdm(range(first_batch, batches), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
                    leave=False, unit="batch")
         for batch in bar:
+            if stop is not None and stop.requested:  # a step boundary: the state is that of a checkpoint here
+                bar.close()
+                _checkpoint(session, epoch, batch, loss_sum, loss_count)
+                raise stop.interrupted(model.step, run.path)
             index = order[batch * config.batch_size:(batch + 1) * config.batch_size]
             x, y = data.x_train[index].to(device), y_train[index].to(device)
 
@@ -347,6 +353,8 @@ def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, sto
             run.attrs["status"] = "completed"
             run.attrs["ended_utc"] = utc_now()
         _checkpoint(session, epoch + 1, 0, 0.0, 0)
+    if stop is not None and stop.requested:  # arrived after the last step: the file is complete, still say so
+        raise stop.interrupted(model.step, run.path)
 
 
 def _record_alignment(run: RunFile, model: DFAModel, x: torch.Tensor, y: torch.Tensor) -> None:

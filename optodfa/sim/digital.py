@@ -24,7 +24,7 @@ import torch
 from optodfa.device import Projector
 from optodfa.registry import ProjectorSpec
 from optodfa.seeding import torch_generator
-from optodfa.validation import check_choice, check_keys
+from optodfa.validation import check_choice, check_int, check_keys, check_memory
 
 DISTRIBUTIONS = ("gaussian", "uniform")
 ENTRY_VARIANCE = {"gaussian": 1.0, "uniform": 1.0 / 3.0}
@@ -45,6 +45,12 @@ def feedback_matrix(out_features: int, in_features: int, *, seed: int, distribut
     reference code. Drawn on the CPU so that every torch device gets the same numbers.
     """
     check_choice("distribution", distribution, DISTRIBUTIONS)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"feedback matrix dtype must be a floating dtype (torch.float32, torch.float64), got {dtype}")
+    check_int("out_features", out_features, low=1)
+    check_int("in_features", in_features, low=1)
+    check_memory(f"a digital feedback matrix of D = {out_features} x d = {in_features}",
+                 8.0 * out_features * in_features * (1 + dtype.itemsize / 8))
     generator = torch_generator(seed, 0)
     if distribution == "gaussian":
         matrix = torch.randn(out_features, in_features, generator=generator, dtype=torch.float64)
@@ -140,8 +146,13 @@ class DigitalProjector(Projector):
 
     def __init__(self, matrix: torch.Tensor, *, seed: int | None = None, distribution: str | None = None,
                  source: Mapping[str, Any] | None = None) -> None:
-        if matrix.ndim != 2:
-            raise ValueError(f"feedback matrix must be 2-D (D, d), got shape {tuple(matrix.shape)}")
+        if not isinstance(matrix, torch.Tensor) or not matrix.is_floating_point():
+            got = matrix.dtype if isinstance(matrix, torch.Tensor) else type(matrix).__name__
+            raise TypeError(f"feedback matrix must be a floating torch.Tensor (D, d), got {got}")
+        if matrix.ndim != 2 or 0 in matrix.shape:
+            raise ValueError(f"feedback matrix must be 2-D (D, d) with D, d >= 1, got shape {tuple(matrix.shape)}")
+        if not bool(torch.isfinite(matrix).all()):
+            raise ValueError("feedback matrix holds NaN or inf")
         super().__init__(in_features=matrix.shape[1], out_features=matrix.shape[0])
         self.matrix = matrix
         self._seed = seed

@@ -38,7 +38,7 @@ from optodfa.sim.transmission import (
     summed_columns,
 )
 from optodfa.sim.workspace import Workspace
-from optodfa.validation import check_choice, check_int, check_real
+from optodfa.validation import check_choice, check_int, check_memory, check_real
 
 __all__ = ["SimulatedOPU", "build"]
 
@@ -298,6 +298,10 @@ def build(spec: ProjectorSpec) -> Projector:
     if spec.out_features > pixels:
         raise ValueError(f"out_features = {spec.out_features} camera pixels exceed the camera of profile "
                          f"{profile.name!r}: {p['camera.rows']} x {p['camera.cols']} = {pixels} pixels")
+    # Element columns and reference field (complex), their initial copy and the real weights: 4 x M x (d + 1).
+    itemsize = 8 if spec.dtype == torch.float64 else 4
+    check_memory(f"a simulated OPU of d = {spec.in_features} elements x D = {spec.out_features} camera pixels",
+                 4.0 * 2 * itemsize * spec.out_features * (spec.in_features + 1))
     layout = DMDLayout(p["dmd.rows"], p["dmd.cols"], p["dmd.macropixel"], spec.in_features,
                        p["dmd.reference_mirrors"])
     camera = Camera(bits=p["camera.bits"], photon_rate=p["camera.photon_rate"], exposure_s=p["camera.exposure"],

@@ -1,0 +1,7 @@
+"""``python -m optodfa``: the same command line as ``optodfa``."""
+
+import sys
+
+from optodfa.cli import main
+
+sys.exit(main())
