@@ -1,4 +1,4 @@
-"""Command line: ``optodfa train | report | devices | demo``."""
+"""Command line: ``optodfa train | report | devices | demo | sweep``."""
 
 from __future__ import annotations
 
@@ -72,6 +72,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="run file to write (.h5)")
     p.add_argument("--resume", default=None, metavar="RUN.h5", help="continue this run from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--tensorboard", default=None, metavar="DIR", help="also write TensorBoard event files here")
 
 
 def _config_from(args: argparse.Namespace) -> TrainConfig:
@@ -100,18 +101,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress and sys.stderr.isatty()
     if args.resume:
-        path = resume(args.resume, progress=progress)
+        path = resume(args.resume, progress=progress, tensorboard=args.tensorboard)
     else:
         if not args.out:
             raise ValueError("train needs --out RUN.h5 (or --resume RUN.h5)")
-        path = train(_config_from(args), args.out, progress=progress)
+        path = train(_config_from(args), args.out, progress=progress, tensorboard=args.tensorboard)
     _finish(Path(path))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from optodfa.report import summary_table
+    from optodfa.sweep import is_sweep_folder
 
+    if is_sweep_folder(args.run):
+        from optodfa.sweep.cli import report
+
+        print(report(args.run))
+        return 0
     print(summary_table(args.run))
     return 0
 
@@ -154,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "hardware, simulated or real.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
-    report = sub.add_parser("report", help="print the summary table of a run file")
-    report.add_argument("run", help="run file (.h5)")
+    report = sub.add_parser("report", help="print the summary table of a run file or a sweep folder")
+    report.add_argument("run", help="run file (.h5) or sweep folder")
     devices = sub.add_parser("devices", help="list feedback devices; `devices fidelity NAME` measures one")
     devices.add_argument("action", nargs="?", choices=("list", "fidelity"), default="list")
     devices.add_argument("name", nargs="?", default="opu-sim", help="device name (for fidelity)")
@@ -164,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train DFA through the simulated OPU and print the table")
     demo.add_argument("--epochs", type=int, default=None)
     demo.add_argument("--out", default=DEMO_OUT)
+    from optodfa.sweep.cli import add_parser as add_sweep
+
+    add_sweep(sub)
     return parser
 
 
@@ -173,7 +183,7 @@ COMMANDS = {"train": cmd_train, "report": cmd_report, "devices": cmd_devices, "d
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return COMMANDS.get(args.command, getattr(args, "handler", None))(args)
     except (ValueError, KeyError, TypeError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"optodfa {args.command}: error: {message}", file=sys.stderr)

@@ -44,6 +44,7 @@ class Session:
     optimizer: torch.optim.Optimizer
     run: RunFile
     report: list[str]
+    tensorboard: Any = None  # an optodfa.tensorboard_log.TensorBoardLog mirroring the run file, or None
 
 
 def versions() -> dict[str, str]:
@@ -99,21 +100,25 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def train(config: TrainConfig, out: str | Path, *, progress: bool = True, stop_after_steps: int | None = None,
-          log: Callable[[str], None] = print) -> Path:
+          log: Callable[[str], None] = print, tensorboard: str | Path | None = None) -> Path:
     """Train from scratch; write the run file ``out`` as training goes. Returns its path.
 
     ``stop_after_steps`` ends the process-level run early *without* a final flush, exactly as a kill would (for
-    testing resume).
+    testing resume). ``tensorboard``: a folder that receives every scalar of the run file as TensorBoard events.
     """
     session = build_session(config, out)
+    session.tensorboard = _tensorboard(tensorboard, session.run)
     for line in session.report:
         log(line)
-    _loop(session, start=None, progress=progress, stop_after_steps=stop_after_steps, log=log)
+    try:
+        _loop(session, start=None, progress=progress, stop_after_steps=stop_after_steps, log=log)
+    finally:
+        _close_tensorboard(session)
     return session.run.path
 
 
 def resume(path: str | Path, *, progress: bool = True, stop_after_steps: int | None = None,
-           log: Callable[[str], None] = print) -> Path:
+           log: Callable[[str], None] = print, tensorboard: str | Path | None = None) -> Path:
     """Continue the run in ``path`` from its last checkpoint (or from the start if it has none)."""
     run = RunFile.load(path)
     if "config" not in run.attrs:
@@ -128,8 +133,25 @@ def resume(path: str | Path, *, progress: bool = True, stop_after_steps: int | N
         log(f"resuming {path} at epoch {start['epoch']}, batch {start['batch']} (step {start['step']})")
     else:
         run.truncate({})
-    _loop(session, start=start, progress=progress, stop_after_steps=stop_after_steps, log=log)
+    session.tensorboard = _tensorboard(tensorboard, run)
+    try:
+        _loop(session, start=start, progress=progress, stop_after_steps=stop_after_steps, log=log)
+    finally:
+        _close_tensorboard(session)
     return run.path
+
+
+def _tensorboard(folder: str | Path | None, run: RunFile) -> Any:
+    if folder is None:
+        return None
+    from optodfa.tensorboard_log import TensorBoardLog
+
+    return TensorBoardLog(folder, written=run.lengths())  # a resumed run's events hold its checkpoint already
+
+
+def _close_tensorboard(session: Session) -> None:
+    if session.tensorboard is not None:
+        session.tensorboard.close()
 
 
 def _checkpoint(session: Session, epoch: int, batch: int, loss_sum: float, loss_count: int) -> None:
@@ -145,6 +167,8 @@ def _checkpoint(session: Session, epoch: int, batch: int, loss_sum: float, loss_
     run.set_checkpoint(buffer.getvalue(), {"epoch": epoch, "batch": batch, "step": model.step,
                                            "series_lengths": run.lengths()})
     run.flush()
+    if session.tensorboard is not None:
+        session.tensorboard.sync(run)
 
 
 def _restore(session: Session, state: dict[str, Any]) -> None:
