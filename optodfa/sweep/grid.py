@@ -326,7 +326,7 @@ def _show(value: Any) -> str:
 
 
 def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-")
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-")
 
 
 def _name(shown: Mapping[str, Any]) -> str:
