@@ -1,6 +1,6 @@
 """Sweep speed-up: the same 8 short runs one after another in this process, then on a LocalCluster of 2 workers.
 
-Run: ``python -m benchmarks.sweep [--rounds 1] [--workers 2] [--epochs 3]``; the last line is the speed-up.
+Run: ``python -m benchmarks.sweep [--rounds 1] [--workers 2] [--epochs 8]``; the last line is the speed-up.
 
 Each run is DFA (digital feedback) on scikit-learn's digits, MLP 64-256-256-10, batch 32, one compute thread
 (seeds 0-7). Both sides go through :func:`optodfa.sweep.run` (run files, manifest, TensorBoard events, summary,
@@ -56,6 +56,7 @@ def warm() -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
+    import optodfa.sweep.figures  # noqa: F401 - matplotlib, imported by the summary of either side
     from optodfa.config import TrainConfig
     from optodfa.train import train
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1, help="sequential + cluster pairs; medians are printed")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (sets the run length)")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs per run (sets the run length)")
     args = parser.parse_args(argv)
     from distributed import Client, LocalCluster
 
