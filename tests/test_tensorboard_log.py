@@ -10,7 +10,7 @@ from optodfa.runlog import RunFile
 from optodfa.train import resume, train
 
 pytest.importorskip("tensorboard", reason="the TensorBoard view needs the tensorboard extra (make installs it)")
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 SMALL = {"dataset": "digits", "hidden": (16,), "epochs": 2, "batch_size": 50, "limit": 300, "alignment_every": 2,
          "checkpoint_every": 3}

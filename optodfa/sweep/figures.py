@@ -31,8 +31,8 @@ def metric_figure(summary: SweepSummary, metric: str = "test_accuracy", x: str |
         raise ValueError(f"x must be one of the varying settings {keys}, got {x!r}")
     if lines is None and len(keys) > 1:
         lines = next(k for k in keys if k != x)
-    if lines is not None and lines not in keys:
-        raise ValueError(f"lines must be one of the varying settings {keys}, got {lines!r}")
+    if lines is not None and (lines not in keys or lines == x):
+        raise ValueError(f"lines must be another varying setting than x={x!r}, one of {keys}; got {lines!r}")
     _check_covered(summary, {x, lines} - {None})
     xs = settings_of(summary, x)
     positions, numeric = _axis(xs)

@@ -117,6 +117,21 @@ class SweepSummary:
             raise KeyError(f"{len(found)} rows match {settings}; settings: {[r.settings for r in self.rows]}")
         return found[0]
 
+    def select(self, **settings: Any) -> SweepSummary:
+        """The part of the sweep with ``settings`` fixed (e.g. ``select(encoding="ternary")``); the fixed keys
+        leave ``setting_keys``, so a figure over the remaining ones no longer mixes settings."""
+        unknown = sorted(set(settings) - set(self.setting_keys))
+        if unknown:
+            raise KeyError(f"unknown setting(s) {unknown}; the sweep varies {self.setting_keys}")
+        rows = [row for row in self.rows if all(row.settings.get(k) == v for k, v in settings.items())]
+        if not rows:
+            raise KeyError(f"no setting has {settings}; values: "
+                           f"{ {k: settings_of(self, k) for k in settings} }")
+        runs = [r for r in self.runs if all(r.settings.get(k) == v for k, v in settings.items())]
+        keys = [k for k in self.setting_keys if k not in settings]
+        rows = [dataclasses.replace(row, settings={k: row.settings.get(k) for k in keys}) for row in rows]
+        return dataclasses.replace(self, setting_keys=keys, rows=rows, runs=runs)
+
     def markdown(self) -> str:
         """The table: one row per setting, ``mean ± sd`` per metric, the runs' statuses."""
         header = [*self.setting_keys, "runs", *(_label(m) for m in self.metrics)]
