@@ -25,7 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                        help="use a running dask cluster: tcp://HOST:PORT or a scheduler file")
     p.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to reach --scheduler")
     p.add_argument("--retries", type=int, default=1, help="extra attempts of a run that raises")
-    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files")
+    p.add_argument("--no-tensorboard", action="store_true",
+                   help="no TensorBoard event files (they are written when tensorboard is installed)")
     p.add_argument("--no-figures", action="store_true", help="no figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_sweep)
@@ -39,7 +40,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else DEFAULT_OUT / Path(args.grid).stem
     progress = not args.no_progress and sys.stderr.isatty()
     summary = run(args.grid, out, scheduler=args.scheduler, workers=args.workers, retries=args.retries,
-                  progress=progress, tensorboard=not args.no_tensorboard, figures=not args.no_figures,
+                  progress=progress, tensorboard=False if args.no_tensorboard else None, figures=not args.no_figures,
                   connect_timeout=args.connect_timeout, log=lambda line: print(line, file=sys.stderr))
     print(summary.markdown())
     print(f"summary: {out / 'summary.csv'}, {out / 'summary.md'}; TensorBoard: tensorboard --logdir {out}")

@@ -8,6 +8,7 @@ checkpoint. ``workers=0`` runs everything in this process, one run after another
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import uuid
@@ -30,7 +31,7 @@ THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPEN
 
 def run(grid: Grid | Mapping[str, Any] | str | os.PathLike[str], out: str | os.PathLike[str], *,
         client: Any = None, scheduler: str | None = None, workers: int = 2, retries: int = 1,
-        progress: bool = True, tensorboard: bool = True, figures: bool = True, connect_timeout: float = 10.0,
+        progress: bool = True, tensorboard: bool | None = None, figures: bool = True, connect_timeout: float = 10.0,
         log: Callable[[str], None] = print) -> SweepSummary:
     """Run every run of ``grid`` not yet done in the sweep folder ``out``; return the summary.
 
@@ -42,7 +43,8 @@ def run(grid: Grid | Mapping[str, Any] | str | os.PathLike[str], out: str | os.P
         workers: LocalCluster worker processes when neither ``client`` nor ``scheduler`` is given (one compute
             thread each); ``0`` runs in this process without dask.
         retries: extra attempts of a run that raises (the scheduler retries it).
-        progress: a progress bar over runs. tensorboard: event files and hparams under ``out/tensorboard``.
+        progress: a progress bar over runs. tensorboard: event files and hparams under ``out/tensorboard``
+            (``None``: when the tensorboard package is installed).
         figures: write the figures into ``out/figures``. connect_timeout: seconds to reach ``scheduler``.
         log: where progress messages go.
 
@@ -55,6 +57,10 @@ def run(grid: Grid | Mapping[str, Any] | str | os.PathLike[str], out: str | os.P
         the scheduler cannot be reached.
     """
     grid = Grid.load(grid)
+    installed = importlib.util.find_spec("tensorboard") is not None
+    if tensorboard and not installed:
+        raise ImportError("tensorboard=True needs the tensorboard package: pip install 'optodfa[tensorboard]'")
+    tensorboard = installed if tensorboard is None else tensorboard
     check_int("workers", workers, low=0)
     check_int("retries", retries, low=0)
     out = Path(out)
@@ -92,9 +98,10 @@ def failure_message(summary: SweepSummary, grid: Grid) -> str:
     for record in summary.runs:
         if record.status == "failed":
             lines.append(f"  {record.name}: {record.error}  (attempts: {record.attempts})")
-    source = grid.source or "GRID.toml"
-    lines.append(f"rerun them with the same command, e.g. `optodfa sweep {source} --out {summary.folder}`: "
-                 f"completed runs are skipped and failed ones run again (errors in {summary.folder / 'sweep.json'})")
+    again = (f"the same command, `optodfa sweep {grid.source} --out {summary.folder}`" if grid.source else
+             f"the same call, optodfa.sweep.run(grid, {str(summary.folder)!r})")
+    lines.append(f"rerun them with {again}: completed runs are skipped and failed ones run again (errors in "
+                 f"{summary.folder / 'sweep.json'})")
     return "\n".join(lines)
 
 

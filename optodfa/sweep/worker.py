@@ -52,10 +52,14 @@ def execute_run(task: RunTask) -> dict[str, Any]:
     for module in task.imports:
         importlib.import_module(module)
     _record_start(task)
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     started = time.perf_counter()
-    with threadpool_limits(limits=1):
-        outcome = _train_or_resume(task)
+    try:
+        with threadpool_limits(limits=1):
+            outcome = _train_or_resume(task)
+    finally:
+        torch.set_num_threads(threads)  # run in the caller's process (workers=0): leave it as it was
     return {**outcome, "seconds": time.perf_counter() - started}
 
 
