@@ -21,7 +21,7 @@ from optodfa.sweep import GridError, Manifest, SweepError
 from optodfa.sweep.manifest import LOCK
 from optodfa.train import train
 
-IMPORTS = ["sweep_helpers"]  # tests/sweep is on the workers' sys.path: spawned processes inherit it
+IMPORTS = ["sweep_devices"]  # imported on the workers only; tests/sweep is on their sys.path (spawn inherits it)
 
 
 def quiet(_: str) -> None:
@@ -133,8 +133,10 @@ def test_a_worker_killed_mid_run_loses_nothing(tmp_path, client):
     assert summary.counts()["completed"] == 2 and not summary.failed
     assert Manifest.load(tmp_path).runs[victim].attempts >= 2
     # the rerun resumed from the checkpoint and ends exactly where an uninterrupted run does
-    reference = RunFile.load(train(TrainConfig.from_dict(Manifest.load(tmp_path).runs[victim].config),
-                                   tmp_path / "reference.h5", progress=False, log=quiet))
+    # sweep-slow computes the digital projection, so the digital device gives the same run uninterrupted
+    settings = {**Manifest.load(tmp_path).runs[victim].config, "device": "digital", "overrides": {}}
+    reference = RunFile.load(train(TrainConfig.from_dict(settings), tmp_path / "reference.h5", progress=False,
+                                   log=quiet))
     killed = RunFile.load(path)
     for name in reference.series:
         if name != "metrics/epoch_seconds":
