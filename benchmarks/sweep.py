@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import platform
 import statistics
 import tempfile
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> None:
         client.close()
         cluster.close()
     seq, par = statistics.median(sequential), statistics.median(parallel)
+    if hasattr(os, "getloadavg"):  # a shared machine leaves the workers less than a core each: say how busy it was
+        print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (this benchmark adds about "
+              f"{args.workers} while it runs)")
     print(f"median sequential {seq:.1f} s, median on {args.workers} workers {par:.1f} s")
     print(f"scheduling overhead per run: {statistics.median(overheads):.2f} s (worker time not spent in runs)")
     print(f"speed-up (sequential / {args.workers} workers): {seq / par:.2f}")
