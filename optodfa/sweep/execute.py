@@ -68,7 +68,7 @@ def run(grid: Grid | Mapping[str, Any] | str | os.PathLike[str], out: str | os.P
         manifest = Manifest.for_grid(out, grid)
         todo = [name for name, entry in manifest.runs.items() if not _done(manifest, name, entry.status)]
         for name in todo:
-            manifest.runs[name].status = "pending"
+            manifest.runs[name].status, manifest.runs[name].hparams = "pending", False
         manifest.save()
         skipped = len(manifest.runs) - len(todo)
         log(f"sweep {out}: {len(manifest.runs)} runs, {skipped} already done, {len(todo)} to run")
