@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_PIN)"
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,dist,tensorboard]"
 	$(PY) -m pip install --quiet --no-deps lightonml==1.4.3
 	$(PY) -m pip install --quiet attrs requests numexpr "setuptools<81"
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e devices/lighton

@@ -46,24 +46,31 @@ def parse_settings(argv: Sequence[str] | None, description: str, full: Any, quic
     return args, settings
 
 
-def train_or_reuse(label: str, config: Any, folder: Path) -> Any:
-    """Train ``config`` (a :class:`optodfa.config.TrainConfig`) into ``folder/<label>.h5`` and return the loaded
-    run file; a completed run of the same configuration already there is reused instead of trained again."""
-    from optodfa.runlog import RunFile, RunFileError
-    from optodfa.train import train
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--scheduler``: where the runs of a training experiment execute."""
+    parser.add_argument("--workers", type=int, default=2,
+                        help="local worker processes, one compute thread each (0: in this process, no dask)")
+    parser.add_argument("--scheduler", default=None, help="tcp://HOST:PORT or scheduler file of a dask cluster")
 
-    path = folder / (label.lower().replace(" ", "_").replace("-", "_").replace(",", "") + ".h5")
-    if path.exists():
-        try:
-            existing = RunFile.load(path, checkpoint=False)
-        except RunFileError as exc:  # e.g. written by an older optodfa: train it again
-            print(f"{label}: not reusing it: {exc}")
-        else:
-            if existing.attrs.get("status") == "completed" and existing.attrs.get("config") == config.to_dict():
-                print(f"{label}: reusing {path}")
-                return existing
-    print(f"{label}: training into {path}")
-    return RunFile.load(train(config, path, force=True, progress=False, log=lambda _: None))
+
+def run_variants(base: Mapping[str, Any], variants: Mapping[str, Mapping[str, Any]], folder: Path,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    """Run ``variants`` (label -> settings over ``base``) as a sweep in ``folder``; return label -> run file.
+
+    Completed runs already in ``folder`` are kept, unfinished ones resume; a run that fails stops the
+    experiment with the sweep's message.
+    """
+    import optodfa.sweep
+
+    grid = {"base": dict(base), "variants": {label: dict(v) for label, v in variants.items()}}
+    summary = optodfa.sweep.run(grid, folder, workers=args.workers, scheduler=args.scheduler,
+                                progress=sys.stderr.isatty())
+    records = {record.settings.get("variant", "run"): record for record in summary.runs}
+    bad = {label: record for label, record in records.items() if record.status != "completed"}
+    if bad:
+        raise SystemExit("runs did not complete: " + "; ".join(f"{label}: {r.status} ({r.error})"
+                                                              for label, r in bad.items()))
+    return {label: records[label].load() for label in variants}
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

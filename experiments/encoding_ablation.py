@@ -5,7 +5,8 @@ Run: ``python -m experiments.encoding_ablation [--quick] [--out results]``.
 Every variant trains the same MLP 784-800-800-10 (tanh, Adam 1e-4, batch 128) from the same seeds on the first
 20 000 training images for 3 epochs; only the feedback path changes: digital ``B e``, the ``lighton-aurora`` OPU
 (8-bit camera with shot and read noise), and the noiseless, unlimited-bits ``ideal-opu`` with ternary codes of
-several thresholds or bit-plane codes, with and without row evening.
+several thresholds or bit-plane codes, with and without row evening. The variants run as a sweep
+(:func:`optodfa.sweep.run`; ``--workers N`` or ``--scheduler``) in ``<out>/encoding_ablation/``.
 """
 
 from __future__ import annotations
@@ -15,20 +16,19 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from experiments._common import markdown_table, train_or_reuse, write_results
-from optodfa.config import TrainConfig
+from experiments._common import add_sweep_arguments, markdown_table, run_variants, write_results
 
 NAME = "encoding_ablation"
 IDEAL = {"device": "opu-sim", "profile": "ideal-opu"}
 VARIANTS: dict[str, dict] = {
     "digital": {"device": "digital"},
     "opu-sim, ternary 0.25": {"device": "opu-sim"},
-    "opu-sim, ternary 0.25, evening": {"device": "opu-sim", "overrides": {"readout.evening": "true"}},
+    "opu-sim, ternary 0.25, evening": {"device": "opu-sim", "set": {"readout.evening": True}},
     "ideal-opu, ternary 0.25": IDEAL,
-    "ideal-opu, ternary 0.1": {**IDEAL, "overrides": {"encoding.threshold": "0.1"}},
-    "ideal-opu, ternary 0.03": {**IDEAL, "overrides": {"encoding.threshold": "0.03"}},
-    "ideal-opu, bit-plane 2": {**IDEAL, "overrides": {"encoding.kind": "bitplane", "encoding.bits": "2"}},
-    "ideal-opu, bit-plane 3": {**IDEAL, "overrides": {"encoding.kind": "bitplane", "encoding.bits": "3"}},
+    "ideal-opu, ternary 0.1": {**IDEAL, "set": {"encoding.threshold": 0.1}},
+    "ideal-opu, ternary 0.03": {**IDEAL, "set": {"encoding.threshold": 0.03}},
+    "ideal-opu, bit-plane 2": {**IDEAL, "set": {"encoding.kind": "bitplane", "encoding.bits": 2}},
+    "ideal-opu, bit-plane 3": {**IDEAL, "set": {"encoding.kind": "bitplane", "encoding.bits": 3}},
 }
 
 
@@ -36,13 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 epoch on 2000 samples with 64 hidden units")
     parser.add_argument("--out", type=Path, default=Path("results"))
+    add_sweep_arguments(parser)
     args = parser.parse_args(argv)
-    folder = args.out / NAME
-    folder.mkdir(parents=True, exist_ok=True)
-    base = {"dataset": "fashion-mnist", "hidden": (800, 800), "epochs": 3, "limit": 20000, "alignment_every": 50}
+    base = {"dataset": "fashion-mnist", "hidden": [800, 800], "epochs": 3, "limit": 20000, "alignment_every": 50}
     if args.quick:
-        base.update(hidden=(64, 64), epochs=1, limit=2000, alignment_every=5)
-    runs = {label: train_or_reuse(label, TrainConfig(**base, **variant), folder) for label, variant in VARIANTS.items()}
+        base.update(hidden=[64, 64], epochs=1, limit=2000, alignment_every=5)
+    runs = run_variants(base, VARIANTS, args.out / NAME, args)
 
     rows = [[label, run.series["metrics/test_accuracy"][-1], run.series["metrics/train_loss"][-1],
              run.series["alignment/gradient/total"][-1],

@@ -2,10 +2,11 @@
 
 Run: ``python -m experiments.fashion_mnist [--quick] [--epochs 10] [--out results]``.
 
-The three runs share the initialisation seed and, for the two DFA runs, the feedback seed; each writes its own
-run file in ``<out>/fashion_mnist/`` (so ``optodfa report`` reads them) and the experiment adds the figure and the
-table. A run file that already holds a completed run of the same configuration is reused rather than trained
-again, so the figure can be redrawn without hours of training.
+The three runs share the initialisation seed and, for the two DFA runs, the feedback seed. They run as a sweep
+(:func:`optodfa.sweep.run`, ``--workers N`` local processes or ``--scheduler`` of a dask cluster) whose folder is
+``<out>/fashion_mnist/`` (run files in ``runs/``, so ``optodfa report`` reads the folder or any run); the
+experiment adds the figure and the table. Completed runs are kept, so the figure can be redrawn without hours of
+training, and a killed experiment resumes its runs from their checkpoints.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from experiments._common import markdown_table, train_or_reuse, write_results
-from optodfa.config import TrainConfig
+from experiments._common import add_sweep_arguments, markdown_table, run_variants, write_results
 
 NAME = "fashion_mnist"
 VARIANTS = {"BP": {"method": "bp", "device": "digital"},
@@ -29,13 +29,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="2 epochs on 5000 samples with 128 hidden units")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("results"))
+    add_sweep_arguments(parser)
     args = parser.parse_args(argv)
-    folder = args.out / NAME
-    folder.mkdir(parents=True, exist_ok=True)
-    base = {"dataset": "fashion-mnist", "hidden": (800, 800), "epochs": args.epochs, "alignment_every": 100}
+    base = {"dataset": "fashion-mnist", "hidden": [800, 800], "epochs": args.epochs, "alignment_every": 100}
     if args.quick:
-        base.update(hidden=(128, 128), epochs=2, limit=5000, alignment_every=10)
-    runs = {label: train_or_reuse(label, TrainConfig(**base, **variant), folder) for label, variant in VARIANTS.items()}
+        base.update(hidden=[128, 128], epochs=2, limit=5000, alignment_every=10)
+    runs = run_variants(base, VARIANTS, args.out / NAME, args)
 
     figure = Figure(figsize=(11, 3.8))
     accuracy_axes, alignment_axes = figure.subplots(1, 2)

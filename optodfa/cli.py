@@ -1,4 +1,4 @@
-"""Command line: ``optodfa train | report | devices | demo`` (also ``python -m optodfa``).
+"""Command line: ``optodfa train | report | devices | demo | sweep`` (also ``python -m optodfa``).
 
 Every failure ends in one line on stderr, ``optodfa COMMAND: error: MESSAGE``, and an exit code: 2 for bad input,
 1 for a failure at run time, 128 + the signal number when a signal stopped training (see :mod:`optodfa.errors`
@@ -103,6 +103,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_debug(p)
+    p.add_argument("--tensorboard", default=None, metavar="DIR", help="also write TensorBoard event files here")
 
 
 def _add_debug(parser: argparse.ArgumentParser) -> None:
@@ -150,13 +151,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                              "it: give one of them")
         config = _check_resume(args)
         check_before_running(config)
-        path = resume(args.resume, progress=progress)
+        path = resume(args.resume, progress=progress, tensorboard=args.tensorboard)
     else:
         if not args.out:
             raise ValueError("train needs --out RUN.h5 (or --resume RUN.h5)")
         config = _config_from(args)
         check_before_running(config)
-        path = train(config, args.out, force=args.force, progress=progress)
+        path = train(config, args.out, force=args.force, progress=progress, tensorboard=args.tensorboard)
     _finish(Path(path))
     return 0
 
@@ -203,7 +204,13 @@ def _explicit(argv: Sequence[str]) -> list[str]:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from optodfa.report import comparison_table, summary_table
+    from optodfa.sweep import is_sweep_folder
 
+    if len(args.runs) == 1 and is_sweep_folder(args.runs[0]):
+        from optodfa.sweep.cli import report
+
+        print(report(args.runs[0]))
+        return 0
     print(summary_table(args.runs[0]) if len(args.runs) == 1 else comparison_table(args.runs))
     return 0
 
@@ -258,8 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 title="commands (optodfa COMMAND --help for each)")
     _add_train(sub)
-    report = sub.add_parser("report", help="print the summary table of a run file, or one table comparing several")
-    report.add_argument("runs", nargs="+", metavar="RUN.h5", help="run file(s)")
+    report = sub.add_parser("report", help="print the summary table of a run file or a sweep folder, or one table "
+                            "comparing several run files")
+    report.add_argument("runs", nargs="+", metavar="RUN.h5", help="run file(s), or one sweep folder")
     _add_debug(report)
     devices = sub.add_parser("devices", help="list feedback devices; `devices fidelity NAME` measures one, "
                              "`devices check NAME` runs the conformance kit on it")
@@ -275,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=None, help="epochs (default: 3 on Fashion-MNIST, 20 on digits)")
     demo.add_argument("--out", default=DEMO_OUT, help="run file to write")
     _add_debug(demo)
+    from optodfa.sweep.cli import add_parser as add_sweep
+
+    add_sweep(sub)
+    _add_debug(sub.choices["sweep"])
     return parser
 
 
@@ -315,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         with _signals_stop_at_once():
-            return COMMANDS[args.command](args)
+            return COMMANDS.get(args.command, getattr(args, "handler", None))(args)
     except (Exception, KeyboardInterrupt) as exc:
         if debug:
             traceback.print_exc()

@@ -58,6 +58,7 @@ class Session:
     run: RunFile
     report: list[str]
     lock: RunLock | None = None
+    tensorboard: Any = None  # an optodfa.tensorboard_log.TensorBoardLog mirroring the run file, or None
 
 
 def utc_now() -> str:
@@ -166,13 +167,15 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def train(config: TrainConfig, out: str | Path, *, force: bool = False, progress: bool = True,
-          stop_after_steps: int | None = None, log: Callable[[str], None] = print) -> Path:
+          stop_after_steps: int | None = None, log: Callable[[str], None] = print,
+          tensorboard: str | Path | None = None) -> Path:
     """Train from scratch; write the run file ``out`` as training goes. Returns its path.
 
     Args:
         force: overwrite ``out`` if it exists (without it, an existing file is refused).
         stop_after_steps: end the process-level run early *without* a final flush, exactly as a kill would (for
             testing resume).
+        tensorboard: a folder that receives every scalar of the run file as TensorBoard events.
 
     Raises:
         RunFileError: ``out`` exists (and not ``force``), is locked by another writer, or cannot be written.
@@ -180,6 +183,7 @@ def train(config: TrainConfig, out: str | Path, *, force: bool = False, progress
     """
     session = build_session(config, out, force=force)
     try:
+        session.tensorboard = _tensorboard(tensorboard, session.run)
         for line in session.report:
             log(line)
     except BaseException:
@@ -191,7 +195,7 @@ def train(config: TrainConfig, out: str | Path, *, force: bool = False, progress
 
 
 def resume(path: str | Path, *, progress: bool = True, stop_after_steps: int | None = None,
-           log: Callable[[str], None] = print) -> Path:
+           log: Callable[[str], None] = print, tensorboard: str | Path | None = None) -> Path:
     """Continue the run in ``path`` from its last checkpoint (or from the start if it has none); a failed run
     continues from its last checkpoint too."""
     if not Path(path).exists():
@@ -220,6 +224,7 @@ def resume(path: str | Path, *, progress: bool = True, stop_after_steps: int | N
                 {name: run.attrs.pop(name, None) for name in ("error", "error_type", "error_step", "ended_utc")})
         run.attrs["status"] = "running"
         run.attrs.setdefault("resumed_utc", []).append(utc_now())
+        session.tensorboard = _tensorboard(tensorboard, run)
     except BaseException:
         lock.release()
         raise
@@ -237,6 +242,7 @@ def _run(session: Session, start: dict[str, Any] | None, *, progress: bool, stop
         _record_failure(session, exc)
         raise
     finally:
+        _close_tensorboard(session)
         if session.lock is not None:
             session.lock.release()
 
@@ -255,6 +261,19 @@ def _record_failure(session: Session, exc: Exception) -> None:
             exc.add_note(note)
 
 
+def _tensorboard(folder: str | Path | None, run: RunFile) -> Any:
+    if folder is None:
+        return None
+    from optodfa.tensorboard_log import TensorBoardLog
+
+    return TensorBoardLog(folder, written=run.lengths())  # a resumed run's events hold its checkpoint already
+
+
+def _close_tensorboard(session: Session) -> None:
+    if session.tensorboard is not None:
+        session.tensorboard.close()
+
+
 def _checkpoint(session: Session, epoch: int, batch: int, loss_sum: float, loss_count: int) -> None:
     """Keep the whole training state as the run file's checkpoint and flush the file."""
     model, run = session.model, session.run
@@ -266,6 +285,8 @@ def _checkpoint(session: Session, epoch: int, batch: int, loss_sum: float, loss_
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     run.set_checkpoint(state, {"epoch": epoch, "batch": batch, "step": model.step, "series_lengths": run.lengths()})
     run.flush()
+    if session.tensorboard is not None:
+        session.tensorboard.sync(run)
 
 
 def _restore(session: Session, state: dict[str, Any]) -> None:

@@ -17,14 +17,15 @@ pytestmark = pytest.mark.skipif(not FASHION.is_dir(), reason="needs Debian's dat
 def test_fashion_mnist_quick_writes_runs_figure_and_table(tmp_path, capsys):
     fashion_mnist.main(["--quick", "--out", str(tmp_path)])
     folder = tmp_path / "fashion_mnist"
-    assert {p.name for p in folder.iterdir()} >= {"bp.h5", "dfa_digital.h5", "dfa_opu_sim.h5", "fashion_mnist.png",
-                                                   "fashion_mnist.md", "fashion_mnist.h5"}
-    optical = RunFile.load(folder / "dfa_opu_sim.h5")
+    assert {p.name for p in (folder / "runs").glob("*.h5")} == {"BP.h5", "DFA-digital.h5", "DFA-opu-sim.h5"}
+    assert {p.name for p in folder.iterdir()} >= {"fashion_mnist.png", "fashion_mnist.md", "fashion_mnist.h5",
+                                                   "sweep.json", "summary.md"}
+    optical = RunFile.load(folder / "runs" / "DFA-opu-sim.h5")
     assert optical.attrs["status"] == "completed" and optical.series["device/frames"][-1] > 0
     assert "| DFA opu-sim |" in (folder / "fashion_mnist.md").read_text()
     capsys.readouterr()
     fashion_mnist.main(["--quick", "--out", str(tmp_path)])  # everything done: nothing is trained again
-    assert capsys.readouterr().out.count("reusing") == 3
+    assert "3 runs, 3 already done, 0 to run" in capsys.readouterr().out
 
 
 def test_encoding_ablation_quick_counts_frames_per_vector(tmp_path):
