@@ -214,7 +214,7 @@ def test_version_and_python_m(capsys):
 def test_every_help_shows_defaults():
     parser = build_parser()
     subparsers = parser._subparsers._group_actions[0].choices
-    assert set(subparsers) == {"train", "report", "devices", "demo"}
+    assert set(subparsers) == {"train", "report", "devices", "demo", "sweep"}
     for name, sub in [("optodfa", parser), *subparsers.items()]:
         assert sub.formatter_class is argparse.ArgumentDefaultsHelpFormatter, name
     text = " ".join(subparsers["train"].format_help().split())
