@@ -209,10 +209,13 @@ class TrainConfig:
 
 
 def split_matrix_file(text: str) -> tuple[str, str | None]:
-    """``"B.h5:W"`` -> ``("B.h5", "W")``; ``"B.npy"`` -> ``("B.npy", None)``. Only a name after an HDF5 file's
-    suffix (``.h5``, ``.hdf5``) is a data set name, so a colon elsewhere in a path stays part of it."""
+    """``"B.h5:W"`` -> ``("B.h5", "W")``; ``"B.npy"`` -> ``("B.npy", None)``.
+
+    Only a name after an HDF5 file's suffix (``.h5``, ``.hdf5``, ``.hdf``) is a data set name (it may hold groups:
+    ``B.h5:runs/W``), so a colon elsewhere in a path stays part of it.
+    """
     head, sep, tail = text.rpartition(":")
-    if sep and tail and "/" not in tail and head.lower().endswith((".h5", ".hdf5")):
+    if sep and tail and head.lower().endswith((".h5", ".hdf5", ".hdf")):
         return head, tail
     return text, None
 
