@@ -144,3 +144,18 @@ def test_memory_estimate_follows_input_size_and_cnn():
     assert small < full
     conv, _ = training_memory(TrainConfig(dataset="cifar10", model="cnn", hidden=(16, 32)))
     assert conv > 0
+
+
+def test_a_sweep_grid_expands_the_new_fields():
+    from optodfa.sweep import Grid
+
+    grid = Grid.load({"base": {"dataset": "digits", "hidden": [16], "epochs": 1, "optimizer": "sgd-plain"},
+                      "grid": {"feedback": ["gaussian", "uniform"], "loss_reduction": ["mean", "sum"]},
+                      "zip": {"input_size": [4, 6], "label_noise_test": [False, True]}})
+    runs = grid.runs()
+    assert [r.name for r in runs][:2] == ["feedback=gaussian,loss_reduction=mean,input_size=4,label_noise_test=false",
+                                          "feedback=gaussian,loss_reduction=mean,input_size=6,label_noise_test=true"]
+    last = runs[-1].config
+    assert (last.feedback, last.loss_reduction, last.input_size, last.label_noise_test, last.momentum) == (
+        "uniform", "sum", 6, True, 0.0)
+    assert last.device_overrides() == {"distribution": "uniform"}
