@@ -19,8 +19,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import optodfa
-from optodfa.config import DATASET_CHOICES, METHODS, OPTIMIZERS, TrainConfig, training_memory
-from optodfa.models import ACTIVATIONS, MODELS, parse_hidden
+from optodfa.config import (
+    DATASET_CHOICES,
+    FEEDBACK_DISTRIBUTIONS,
+    LOSS_REDUCTIONS,
+    METHODS,
+    OPTIMIZERS,
+    TrainConfig,
+    training_memory,
+)
+from optodfa.models import ACTIVATIONS, CNN_CHANNELS, MODELS, parse_hidden
 
 DEMO_OUT = "results/demo.h5"
 DEBUG_ENV = "OPTODFA_DEBUG"
@@ -68,8 +76,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default=None, help="folder holding the data set (searched first)")
     p.add_argument("--download", action="store_true", help="download a missing data set (checksums verified)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training samples")
+    p.add_argument("--input-size", type=int, default=None, metavar="PIXELS",
+                   help="resize images to PIXELS x PIXELS (default: as stored)")
     p.add_argument("--model", choices=MODELS, default=d.model, help="network family")
-    p.add_argument("--hidden", default="800,800", help="hidden widths, comma-separated")
+    p.add_argument("--hidden", default=None, help="hidden widths, comma-separated (default: 800,800 for mlp); with "
+                   f"--model cnn the conv layers' output channels (default: {','.join(map(str, CNN_CHANNELS))})")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=d.activation, help="hidden activation")
     p.add_argument("--no-bias", action="store_true", help="Linear layers without bias")
     p.add_argument("--method", choices=METHODS, default=d.method, help="training method")
@@ -77,13 +88,21 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default=None, help="device profile name or TOML file (optical devices)")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                    help="device setting over the profile, e.g. camera.bits=4 (repeatable)")
+    p.add_argument("--feedback", choices=FEEDBACK_DISTRIBUTIONS, default=d.feedback,
+                   help="entries of the digital device's B: N(0, 1), or U[-1, 1) as in the paper (digital only)")
+    p.add_argument("--feedback-file", default=None, metavar="B.npy|B.h5[:DATASET]",
+                   help="read B (D x d) from a file; its SHA-256 is recorded in the run file (digital only)")
     p.add_argument("--feedback-scale", type=_feedback_scale, default="auto",
                    help="factor on B e: 'auto' = 1/sqrt(widest hidden layer), or a number")
     p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per step")
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="optimiser")
-    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                   help="optimiser; sgd-plain is SGD with momentum 0 (sgd keeps --momentum)")
+    p.add_argument("--momentum", type=float, default=None,
+                   help=f"SGD momentum (default: {d.momentum} with sgd, 0 with sgd-plain)")
+    p.add_argument("--loss-reduction", choices=LOSS_REDUCTIONS, default=d.loss_reduction,
+                   help="training loss over a batch: mean or sum (evaluation is always a mean)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay")
     p.add_argument("--seed", type=int, default=d.seed, help="initialisation and data-order seed")
     p.add_argument("--feedback-seed", type=int, default=d.feedback_seed, help="seed of the feedback matrix B")
@@ -96,6 +115,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="what a NaN/inf error does: stop naming the step, or skip the batch and count it")
     p.add_argument("--label-noise", type=float, default=d.label_noise,
                    help="probability that a training label is replaced by a random class")
+    p.add_argument("--label-noise-test", action="store_true",
+                   help="apply the label noise to the test labels too (training labels unchanged)")
     p.add_argument("--torch-device", default=d.torch_device, help="cpu, cuda, cuda:1, ...")
     p.add_argument("--out", default=None, help="run file to write (.h5)")
     p.add_argument("--resume", default=None, metavar="RUN.h5", help="continue this run from its last checkpoint "
@@ -117,19 +138,36 @@ def _config_from(args: argparse.Namespace, *, base: TrainConfig | None = None,
     """The configuration the flags ask for; with ``base``, only the flags in ``only`` change it."""
     values = dict(
         dataset=args.dataset, data_root=args.data_root, download=args.download, limit=args.limit, model=args.model,
-        hidden=parse_hidden(args.hidden), activation=args.activation, bias=not args.no_bias, method=args.method,
+        hidden=_hidden(args), activation=args.activation, bias=not args.no_bias, method=args.method,
         device=args.device, profile=args.profile, overrides=parse_settings(args.settings),
         feedback_scale=args.feedback_scale, seed=args.seed, feedback_seed=args.feedback_seed,
         noise_seed=args.noise_seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
+        optimizer=args.optimizer, momentum=_momentum(args), weight_decay=args.weight_decay,
         alignment_every=args.alignment_every, checkpoint_every=args.checkpoint_every,
-        on_nonfinite=args.on_nonfinite, torch_device=args.torch_device, label_noise=args.label_noise)
+        on_nonfinite=args.on_nonfinite, torch_device=args.torch_device, label_noise=args.label_noise,
+        label_noise_test=args.label_noise_test, feedback=args.feedback, feedback_file=args.feedback_file,
+        loss_reduction=args.loss_reduction, input_size=args.input_size)
     if base is None:
         return TrainConfig(**values)
     field_of = {"no_bias": "bias", "settings": "overrides"}
     chosen = {field_of.get(dest, dest) for dest in (only or ())}
     return TrainConfig(**{**base.to_dict(), "hidden": base.hidden,
                           **{k: v for k, v in values.items() if k in chosen}})
+
+
+def _hidden(args: argparse.Namespace) -> tuple[int, ...]:
+    if args.hidden is None:
+        return CNN_CHANNELS if args.model == "cnn" else (800, 800)
+    return parse_hidden(args.hidden)
+
+
+def _momentum(args: argparse.Namespace) -> float:
+    if args.momentum is None:
+        return 0.0 if args.optimizer == "sgd-plain" else TrainConfig().momentum
+    if args.optimizer == "sgd-plain" and args.momentum != 0:
+        raise ValueError(f"--optimizer sgd-plain is SGD without momentum; got --momentum {args.momentum} "
+                         f"(use --optimizer sgd for SGD with momentum)")
+    return args.momentum
 
 
 def _finish(path: Path) -> None:

@@ -15,9 +15,19 @@ from optodfa.seeding import check_seed
 from optodfa.validation import check_bool, check_choice, check_int, check_real
 
 METHODS = ("dfa", "bp")
-OPTIMIZERS = ("sgd", "adam")
+# "sgd" keeps its momentum (default 0.9) as before; "sgd-plain" is SGD with momentum 0, the paper's optimiser,
+# added as a new name so that no existing run or grid changes meaning.
+OPTIMIZERS = ("sgd", "sgd-plain", "adam")
+MOMENTUM_DEFAULT = 0.9
+FEEDBACK_DISTRIBUTIONS = ("gaussian", "uniform")
+LOSS_REDUCTIONS = ("mean", "sum")
+# Devices whose feedback matrix optodfa draws itself: only they take `feedback` other than the default and
+# `feedback_file`. An optical device's projection is its own medium's, so these are refused for it.
+MATRIX_DEVICES = ("digital",)
 DATASET_CHOICES = ("fashion-mnist", "mnist", "kmnist", "digits", "cifar10", "cifar100")
 # (input features, classes, training samples) of each data set, for memory estimates made before loading it.
+IMAGE_DATASETS = DATASET_CHOICES  # all of them today; `input_size` is refused for any other
+DATASET_CHANNELS = {"cifar10": 3, "cifar100": 3}  # 1 for the others
 DATASET_SIZES = {"fashion-mnist": (784, 10, 60000), "mnist": (784, 10, 60000), "kmnist": (784, 10, 60000),
                  "digits": (64, 10, 1437), "cifar10": (3072, 10, 50000), "cifar100": (3072, 100, 50000)}
 
@@ -29,7 +39,8 @@ class TrainConfig:
     Attributes:
         dataset, data_root, download, limit: data set name, optional folder, whether a missing data set may be
             downloaded (checksummed), first ``limit`` training samples only.
-        model, hidden, activation, bias: the network (``mlp`` with hidden widths).
+        model, hidden, activation, bias: the network: ``mlp`` with hidden widths ``hidden``, or ``cnn`` with 3 x 3
+            conv layers of ``hidden`` output channels then a linear layer (image input; ``bias`` applies to all).
         method: ``"dfa"`` or ``"bp"``.
         device, profile, overrides: the feedback projector (registry name, optional profile, ``{"key": value}``).
         feedback_scale: ``"auto"`` (``1/sqrt(n_max)``) or a positive number multiplying ``B e``.
@@ -41,6 +52,14 @@ class TrainConfig:
         on_nonfinite: ``"raise"`` or ``"skip"`` for batches whose error holds NaN or inf.
         torch_device: ``"cpu"``, ``"cuda"``, ...
         label_noise: probability that a training label is replaced by a random class.
+        label_noise_test: apply the same label noise to the test labels too (as the paper does); the training
+            labels are the same either way.
+        feedback: ``"gaussian"`` (N(0, 1)) or ``"uniform"`` (U[-1, 1), the paper's convention) entries of ``B``;
+            a setting of the digital device only (another device with ``"uniform"`` is an error).
+        feedback_file: ``B`` read from ``PATH.npy``, ``PATH.h5`` or ``PATH.h5:DATASET`` (digital device only);
+            its SHA-256 lands in the run file's device description.
+        loss_reduction: ``"mean"`` or ``"sum"`` over the batch of the training loss (evaluation is a mean).
+        input_size: resize images to ``input_size x input_size`` pixels (``None``: as stored).
     """
 
     dataset: str = "digits"
@@ -63,13 +82,18 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-4
     optimizer: str = "adam"
-    momentum: float = 0.9
+    momentum: float = 0.9  # MOMENTUM_DEFAULT
     weight_decay: float = 0.0
     alignment_every: int = 100
     checkpoint_every: int = 0
     on_nonfinite: str = "raise"
     torch_device: str = "cpu"
     label_noise: float = 0.0
+    label_noise_test: bool = False
+    feedback: str = "gaussian"
+    feedback_file: str | None = None
+    loss_reduction: str = "mean"
+    input_size: int | None = None
 
     def __post_init__(self) -> None:
         # Every field is checked and stored as a plain Python value (int, float, bool, str, tuple, dict), so that
@@ -112,6 +136,52 @@ class TrainConfig:
             raise TypeError(f"torch_device must be a string such as 'cpu' or 'cuda:0', got {self.torch_device!r}")
         put("torch_device", str(self.torch_device))
         put("label_noise", check_real("label_noise", self.label_noise, low=0.0, high=1.0))
+        put("label_noise_test", check_bool("label_noise_test", self.label_noise_test))
+        if self.optimizer == "sgd-plain":
+            # The default momentum (0.9, meant for "sgd") is replaced by 0 so the run file says what ran; any
+            # other non-zero momentum asked for with plain SGD is a contradiction, not something to drop.
+            if self.momentum not in (0.0, MOMENTUM_DEFAULT):
+                raise ValueError(f"optimizer 'sgd-plain' is SGD without momentum; got momentum={self.momentum} "
+                                 f"(use optimizer 'sgd' for SGD with momentum)")
+            put("momentum", 0.0)
+        put("feedback", _choice("feedback", self.feedback, FEEDBACK_DISTRIBUTIONS))
+        put("feedback_file", _optional_text("feedback_file", self.feedback_file))
+        put("loss_reduction", _choice("loss_reduction", self.loss_reduction, LOSS_REDUCTIONS))
+        put("input_size", None if self.input_size is None else check_int("input_size", self.input_size, low=1))
+        self._check_feedback_settings()
+        if self.input_size is not None and self.dataset not in IMAGE_DATASETS:
+            raise ValueError(f"input_size resizes images; data set {self.dataset!r} is not an image data set "
+                             f"(image data sets: {', '.join(IMAGE_DATASETS)})")
+
+    def _check_feedback_settings(self) -> None:
+        asked = [f"{name}={value!r}" for name, value, default in (("feedback", self.feedback, "gaussian"),
+                                                                  ("feedback_file", self.feedback_file, None))
+                 if value != default]
+        if not asked:
+            return
+        if self.device not in MATRIX_DEVICES:
+            raise ValueError(f"{' and '.join(asked)} set the feedback matrix of the digital device; device "
+                             f"{self.device!r} has its own projection and no such setting (use --device digital, "
+                             f"or drop them)")
+        if self.feedback_file is not None and self.feedback != "gaussian":
+            raise ValueError(f"give either feedback={self.feedback!r} (a drawn B) or feedback_file="
+                             f"{self.feedback_file!r} (a B read from a file), not both")
+        clashes = sorted(set(self.overrides) & {"distribution", "matrix_file", "matrix_dataset"})
+        if clashes:
+            raise ValueError(f"{' and '.join(asked)} and the device override(s) {clashes} set the same thing; "
+                             f"give one of them")
+
+    def device_overrides(self) -> dict[str, Any]:
+        """The device settings of this run: ``overrides`` plus what ``feedback`` and ``feedback_file`` ask for."""
+        settings = dict(self.overrides)
+        if self.feedback != "gaussian":
+            settings["distribution"] = self.feedback
+        if self.feedback_file is not None:
+            path, dataset = split_matrix_file(self.feedback_file)
+            settings["matrix_file"] = path
+            if dataset is not None:
+                settings["matrix_dataset"] = dataset
+        return settings
 
     def _put(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -136,6 +206,18 @@ class TrainConfig:
         """``{field: (self's value, other's value)}`` for the fields where the two configurations differ."""
         return {f.name: (getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self)
                 if getattr(self, f.name) != getattr(other, f.name)}
+
+
+def split_matrix_file(text: str) -> tuple[str, str | None]:
+    """``"B.h5:W"`` -> ``("B.h5", "W")``; ``"B.npy"`` -> ``("B.npy", None)``.
+
+    Only a name after an HDF5 file's suffix (``.h5``, ``.hdf5``, ``.hdf``) is a data set name (it may hold groups:
+    ``B.h5:runs/W``), so a colon elsewhere in a path stays part of it.
+    """
+    head, sep, tail = text.rpartition(":")
+    if sep and tail and head.lower().endswith((".h5", ".hdf5", ".hdf")):
+        return head, tail
+    return text, None
 
 
 def _choice(name: str, value: Any, choices: Any) -> Any:
@@ -191,13 +273,23 @@ def training_memory(config: TrainConfig) -> tuple[float, str]:
     activations and projection (a few copies each). Device simulators check their own, larger, state when built.
     """
     features, classes, samples = DATASET_SIZES[config.dataset]
+    if config.input_size is not None:
+        features = DATASET_CHANNELS.get(config.dataset, 1) * config.input_size ** 2
     if config.limit is not None:
         samples = min(samples, config.limit)
-    widths = [features, *config.hidden, classes]
-    weights = sum((a + 1) * b for a, b in itertools.pairwise(widths))
-    feedback = sum(config.hidden) * classes
     batch = min(config.batch_size, samples)
-    activations = batch * sum(widths) * 6
+    if config.model == "cnn":  # every conv layer keeps the image's pixels (same padding, no pooling)
+        channels = DATASET_CHANNELS.get(config.dataset, 1)
+        pixels = features // channels
+        convs = [channels, *config.hidden]
+        weights = sum((9 * a + 1) * b for a, b in itertools.pairwise(convs)) + (convs[-1] * pixels + 1) * classes
+        feedback = sum(config.hidden) * pixels * classes
+        activations = batch * (features + sum(config.hidden) * pixels + classes) * 6
+    else:
+        widths = [features, *config.hidden, classes]
+        weights = sum((a + 1) * b for a, b in itertools.pairwise(widths))
+        feedback = sum(config.hidden) * classes
+        activations = batch * sum(widths) * 6
     data = 3 * samples * features + 2 * 10000 * features
     needed = 4.0 * (4 * weights + 2 * feedback + activations + data)
     what = (f"training hidden = {','.join(map(str, config.hidden))} at batch size {config.batch_size} on "

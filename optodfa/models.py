@@ -19,7 +19,9 @@ from optodfa.dfa import Feedback
 from optodfa.validation import check_bool, check_choice, check_int
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
-MODELS = ("mlp",)
+# What `TrainConfig.model` (and `optodfa train --model`) builds; see build_model for how `hidden` is read.
+MODELS = ("mlp", "cnn")
+CNN_CHANNELS = (16, 32)  # the CLI's --hidden default under --model cnn
 
 
 def mlp(input_shape: Sequence[int], hidden: Sequence[int], num_classes: int, *, activation: str = "tanh",
@@ -197,6 +199,20 @@ def char_transformer(vocab_size: int, *, context: int = 32, width: int = 32, hea
                      mlp_ratio: int = 4) -> CharTransformer:
     """A :class:`CharTransformer` (see there for the arguments)."""
     return CharTransformer(vocab_size, context=context, width=width, heads=heads, blocks=blocks, mlp_ratio=mlp_ratio)
+
+
+def build_model(model: str, input_shape: Sequence[int], hidden: Sequence[int], num_classes: int, *,
+                activation: str = "tanh", bias: bool = True) -> nn.Sequential:
+    """The network ``model`` names (:data:`MODELS`), as a run configuration describes it.
+
+    ``"mlp"``: :func:`mlp` with hidden widths ``hidden``. ``"cnn"``: :func:`cnn` with one 3 × 3 conv layer of
+    ``hidden[i]`` output channels each (``same`` padding, no pooling), then the linear output layer; it needs
+    ``input_shape`` ``(C, H, W)`` (an image, not flattened).
+    """
+    check_choice("model", model, MODELS)
+    if model == "cnn":
+        return cnn(input_shape, num_classes, channels=tuple(hidden), activation=activation, bias=bias)
+    return mlp(input_shape, hidden, num_classes, activation=activation, bias=bias)
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:

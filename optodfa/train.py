@@ -34,11 +34,11 @@ from tqdm import tqdm
 import optodfa
 from optodfa.alignment import gradient_alignment, weight_alignment
 from optodfa.config import TrainConfig
-from optodfa.data import Dataset, add_label_noise, load_dataset
+from optodfa.data import Dataset, load_dataset
 from optodfa.dfa import DFAModel, convert
 from optodfa.h5tree import copy_tree
 from optodfa.interrupt import StopOnSignals
-from optodfa.models import mlp
+from optodfa.models import build_model
 from optodfa.runlock import RunLock
 from optodfa.runlog import RunFile, RunFileError, check_writable
 from optodfa.seeding import derive_seed, torch_generator
@@ -115,14 +115,19 @@ def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None =
         check_writable(out)  # before the data load, which can take seconds; RunFile.create writes it at the end
         if not force:
             _refuse_existing(out)
-    data = load_dataset(config.dataset, root=config.data_root, download=config.download, limit=config.limit)
+    data = load_dataset(config.dataset, root=config.data_root, download=config.download, limit=config.limit,
+                        input_size=config.input_size, flatten=config.model == "mlp")
+    if config.label_noise > 0:
+        # The training labels' seed is the one used before test noise existed: same seed, same training labels.
+        data = data.with_label_noise(config.label_noise, seed=derive_seed(config.seed, 3),
+                                     test=config.label_noise_test)
     device = torch.device(config.torch_device)
     torch.manual_seed(derive_seed(config.seed, 0))
-    network = mlp(data.input_shape, config.hidden, data.num_classes, activation=config.activation,
-                  bias=config.bias).to(device)
+    network = build_model(config.model, data.input_shape, config.hidden, data.num_classes,
+                          activation=config.activation, bias=config.bias).to(device)
     input_shape = (int(np.prod(data.input_shape)),) if data.x_train.ndim == 2 else tuple(data.input_shape)
     model, report = convert(network, input_shape, projector=config.device, feedback_seed=config.feedback_seed,
-                            profile=config.profile, overrides=dict(config.overrides), noise_seed=config.noise_seed,
+                            profile=config.profile, overrides=config.device_overrides(), noise_seed=config.noise_seed,
                             feedback_scale=config.feedback_scale, mode=config.method,
                             on_nonfinite=config.on_nonfinite)
     optimizer = make_optimizer(config, model)
@@ -146,6 +151,7 @@ def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None =
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # "sgd-plain" stores momentum 0 (TrainConfig), so one call serves both SGD presets.
     return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                            weight_decay=config.weight_decay)
 
@@ -305,10 +311,7 @@ def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, sto
     config, data, model, optimizer, run = (session.config, session.data, session.model, session.optimizer,
                                            session.run)
     device = next(model.parameters()).device
-    y_train = data.y_train
-    if config.label_noise > 0:
-        y_train = add_label_noise(y_train, config.label_noise, data.num_classes,
-                                  seed=derive_seed(config.seed, 3))
+    y_train = data.y_train  # with label noise already (build_session)
     n_train = len(data.x_train)
     batches = -(-n_train // config.batch_size)
     first_epoch, first_batch, loss_sum, loss_count = 0, 0, 0.0, 0
@@ -337,16 +340,18 @@ def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, sto
                 _record_alignment(run, model, x, y)
 
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(model(x), y, reduction=config.loss_reduction)
             loss.backward()
+            # The recorded training loss is a per-sample mean whatever the reduction, comparable across runs.
+            sample_loss = float(loss.detach()) / (len(y) if config.loss_reduction == "sum" else 1)
             if model.last_batch_skipped:
                 optimizer.zero_grad(set_to_none=True)
             else:
                 optimizer.step()
-                loss_sum += float(loss.detach())
+                loss_sum += sample_loss
                 loss_count += 1
             if progress:
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+                bar.set_postfix(loss=f"{sample_loss:.4f}")
 
             steps_this_process += 1
             if stop_after_steps is not None and steps_this_process >= stop_after_steps:

@@ -220,3 +220,58 @@ def test_every_help_shows_defaults():
     text = " ".join(subparsers["train"].format_help().split())
     assert "(default: 128)" in text and "(default: cpu)" in text
     assert "(default: list)" in " ".join(subparsers["devices"].format_help().split())
+
+
+# -- the reference-faithful settings (issue 9) ---------------------------------------------------------------------
+def test_help_lists_the_new_train_flags_with_their_defaults():
+    train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
+    text = " ".join(train_parser.format_help().split())
+    for flag, default in [("--feedback", "gaussian"), ("--loss-reduction", "mean"), ("--input-size", "None"),
+                          ("--feedback-file", "None"), ("--optimizer", "adam"), ("--model", "mlp")]:
+        assert re.search(rf"{flag} .*?\(default: {default}\)", text), flag
+    assert "--label-noise-test" in text and "sgd-plain" in text and "cnn" in text
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    (["--loss-reduction", "max"], r"argument --loss-reduction: invalid choice: 'max'"),
+    (["--device", "opu-sim", "--feedback", "uniform"], r"device 'opu-sim' has its own projection"),
+    (["--feedback-file", "missing.npy"], r"feedback matrix file 'missing.npy' does not exist"),
+    (["--optimizer", "sgd-plain", "--momentum", "0.9"], r"sgd-plain is SGD without momentum; got --momentum 0.9"),
+    (["--input-size", "0"], r"input_size must be .*got 0"),
+    (["--feedback", "uniform", "--set", "distribution=gaussian"], r"set the same thing"),
+])
+def test_bad_new_train_flags_fail_in_one_line(tmp_path, capsys, args, match):
+    out = tmp_path / "r.h5"
+    assert main(["train", *TINY, *args, "--out", str(out)]) == 2
+    assert re.search(match, one_error_line(capsys))
+    assert not out.exists()
+
+
+def test_new_flags_reach_the_run_file_and_resume_checks_them(tmp_path, capsys):
+    out = tmp_path / "r.h5"
+    assert main(["train", *TINY, "--feedback", "uniform", "--loss-reduction", "sum", "--optimizer", "sgd-plain",
+                 "--lr", "0.001", "--input-size", "6", "--label-noise", "0.1", "--label-noise-test",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    config = optodfa.runlog.RunFile.load(out, checkpoint=False).attrs["config"]
+    assert {k: config[k] for k in ("feedback", "loss_reduction", "optimizer", "momentum", "input_size",
+                                   "label_noise_test")} == {"feedback": "uniform", "loss_reduction": "sum",
+                                                            "optimizer": "sgd-plain", "momentum": 0.0,
+                                                            "input_size": 6, "label_noise_test": True}
+    assert main(["train", "--resume", str(out), "--loss-reduction", "mean", "--input-size", "14"]) == 2
+    assert re.search(r"input_size = 14 \(stored: 6\); loss_reduction = 'mean' \(stored: 'sum'\)",
+                     one_error_line(capsys))
+    assert main(["train", "--resume", str(out), "--feedback", "uniform", "--optimizer", "sgd-plain",
+                 "--no-progress"]) == 0
+
+
+def test_model_cnn_defaults_its_channels(tmp_path, capsys):
+    args = build_parser().parse_args(["train", "--model", "cnn"])
+    from optodfa.cli import _config_from
+
+    assert _config_from(args).hidden == (16, 32)
+    assert _config_from(build_parser().parse_args(["train"])).hidden == (800, 800)
+    out = tmp_path / "c.h5"
+    assert main(["train", *TINY[:2], "--model", "cnn", "--hidden", "4", "--epochs", "1", "--limit", "100",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert optodfa.runlog.RunFile.load(out, checkpoint=False).attrs["model"]["hidden"] == {"layer1": [4, 8, 8]}

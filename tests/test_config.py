@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optodfa.config import TrainConfig, training_memory
+from optodfa.config import TrainConfig, split_matrix_file, training_memory
 from optodfa.runlog import RunFile
 from optodfa.train import resume, train
 
@@ -79,3 +79,83 @@ def test_training_memory_grows_with_the_request():
     large, _ = training_memory(TrainConfig(hidden=(100_000, 100_000)))
     assert 0 < small < 2**30 < 4 * 100_000**2 < large
     assert what == "training hidden = 16 at batch size 128 on digits"
+
+
+# -- the reference-faithful settings (issue 9) ---------------------------------------------------------------------
+NEW_FIELDS = {"feedback": "uniform", "loss_reduction": "sum", "input_size": 6, "label_noise_test": True,
+              "label_noise": 0.2, "optimizer": "sgd-plain", "model": "cnn"}
+
+
+def test_new_fields_round_trip_and_old_run_files_default_them():
+    config = TrainConfig(**NEW_FIELDS)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    old = TrainConfig().to_dict()
+    for name in ("feedback", "feedback_file", "loss_reduction", "input_size", "label_noise_test"):
+        del old[name]
+    assert TrainConfig.from_dict(old) == TrainConfig()
+    numpy = TrainConfig(input_size=np.int64(14), loss_reduction=np.str_("sum"), label_noise_test=np.bool_(True))
+    assert type(numpy.input_size) is int and type(numpy.loss_reduction) is str
+    assert type(numpy.label_noise_test) is bool
+
+
+@pytest.mark.parametrize(("changes", "error", "match"), [
+    ({"loss_reduction": "max"}, ValueError, r"loss_reduction must be one of 'mean', 'sum'; got 'max'"),
+    ({"feedback": "binary"}, ValueError, r"feedback must be one of 'gaussian', 'uniform'; got 'binary'"),
+    ({"input_size": 0}, ValueError, r"input_size must be .*>= 1.*got 0"),
+    ({"input_size": 2.5}, TypeError, r"input_size must be an integer"),
+    ({"label_noise_test": "yes"}, TypeError, r"label_noise_test must be True or False, got 'yes'"),
+    ({"feedback_file": ""}, TypeError, r"feedback_file must be a non-empty string"),
+    ({"optimizer": "sgd-plain", "momentum": 0.5}, ValueError,
+     r"optimizer 'sgd-plain' is SGD without momentum; got momentum=0.5"),
+    ({"device": "opu-sim", "feedback": "uniform"}, ValueError,
+     r"feedback='uniform' set the feedback matrix of the digital device; device 'opu-sim' has its own"),
+    ({"device": "opu-sim", "feedback_file": "B.npy"}, ValueError, r"device 'opu-sim' has its own projection"),
+    ({"feedback": "uniform", "feedback_file": "B.npy"}, ValueError, r"give either feedback='uniform'"),
+    ({"feedback": "uniform", "overrides": {"distribution": "uniform"}}, ValueError,
+     r"device override\(s\) \['distribution'\] set the same thing"),
+])
+def test_new_fields_refuse_bad_values(changes, error, match):
+    with pytest.raises(error, match=match):
+        TrainConfig(**changes)
+
+
+def test_sgd_plain_stores_momentum_zero_and_sgd_keeps_its_momentum():
+    assert TrainConfig(optimizer="sgd-plain").momentum == 0.0
+    assert TrainConfig(optimizer="sgd-plain", momentum=0).momentum == 0.0
+    assert TrainConfig(optimizer="sgd").momentum == 0.9  # an existing run's meaning is unchanged
+
+
+def test_device_overrides_from_feedback_settings():
+    assert TrainConfig().device_overrides() == {}
+    assert TrainConfig(feedback="uniform").device_overrides() == {"distribution": "uniform"}
+    assert TrainConfig(feedback_file="B.npy").device_overrides() == {"matrix_file": "B.npy"}
+    assert TrainConfig(feedback_file="d/B.h5:W").device_overrides() == {"matrix_file": "d/B.h5",
+                                                                       "matrix_dataset": "W"}
+    assert TrainConfig(overrides={"distribution": "uniform"}).device_overrides() == {"distribution": "uniform"}
+    assert split_matrix_file("B.HDF5:g/W") == ("B.HDF5", "g/W")
+    assert split_matrix_file("B.npy:W") == ("B.npy:W", None)  # only HDF5 files hold named data sets
+    assert split_matrix_file("c:/x.npy") == ("c:/x.npy", None)
+    assert split_matrix_file("x.hdf5:W") == ("x.hdf5", "W")
+
+
+def test_memory_estimate_follows_input_size_and_cnn():
+    full, _ = training_memory(TrainConfig(dataset="fashion-mnist", hidden=(100,)))
+    small, _ = training_memory(TrainConfig(dataset="fashion-mnist", hidden=(100,), input_size=14))
+    assert small < full
+    conv, _ = training_memory(TrainConfig(dataset="cifar10", model="cnn", hidden=(16, 32)))
+    assert conv > 0
+
+
+def test_a_sweep_grid_expands_the_new_fields():
+    from optodfa.sweep import Grid
+
+    grid = Grid.load({"base": {"dataset": "digits", "hidden": [16], "epochs": 1, "optimizer": "sgd-plain"},
+                      "grid": {"feedback": ["gaussian", "uniform"], "loss_reduction": ["mean", "sum"]},
+                      "zip": {"input_size": [4, 6], "label_noise_test": [False, True]}})
+    runs = grid.runs()
+    assert [r.name for r in runs][:2] == ["feedback=gaussian,loss_reduction=mean,input_size=4,label_noise_test=false",
+                                          "feedback=gaussian,loss_reduction=mean,input_size=6,label_noise_test=true"]
+    last = runs[-1].config
+    assert (last.feedback, last.loss_reduction, last.input_size, last.label_noise_test, last.momentum) == (
+        "uniform", "sum", 6, True, 0.0)
+    assert last.device_overrides() == {"distribution": "uniform"}

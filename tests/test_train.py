@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -18,10 +20,11 @@ import optodfa
 import optodfa.train
 from optodfa.cli import main
 from optodfa.config import TrainConfig
-from optodfa.data import load_dataset
+from optodfa.data import add_label_noise, load_dataset
 from optodfa.device import NonFiniteError
 from optodfa.report import summary_table
 from optodfa.runlog import RunFile, RunFileError
+from optodfa.seeding import derive_seed
 from optodfa.train import resume, train
 
 SMALL = {"dataset": "digits", "hidden": (24, 16), "epochs": 2, "batch_size": 64, "lr": 3e-3,
@@ -236,3 +239,87 @@ def test_resuming_a_completed_run_changes_nothing(tmp_path):
     lines = []
     assert resume(path, progress=False, log=lines.append) == path
     assert path.read_bytes() == before and lines == [f"{path} is already completed; nothing to resume"]
+
+
+# -- the reference-faithful settings (issue 9) ---------------------------------------------------------------------
+TINY = {"dataset": "digits", "hidden": (16,), "epochs": 1, "batch_size": 50, "limit": 200, "alignment_every": 2}
+
+
+def tiny(tmp_path, name: str, **changes: object) -> RunFile:
+    path = train(TrainConfig(**{**TINY, **changes}), tmp_path / name, progress=False, log=quiet)
+    return RunFile.load(path)
+
+
+def final_weights(result: RunFile) -> dict[str, torch.Tensor]:
+    return dict(result.checkpoint[0]["model"])
+
+
+def test_sum_reduction_is_mean_reduction_with_lr_times_batch_size(tmp_path):
+    mean = tiny(tmp_path, "mean.h5", optimizer="sgd-plain", lr=0.05)
+    summed = tiny(tmp_path, "sum.h5", optimizer="sgd-plain", lr=0.05 / 50, loss_reduction="sum")
+    other = tiny(tmp_path, "sum-same-lr.h5", optimizer="sgd-plain", lr=0.05, loss_reduction="sum")
+    assert summed.attrs["config"]["loss_reduction"] == "sum"
+    for name, weight in final_weights(mean).items():
+        torch.testing.assert_close(final_weights(summed)[name], weight, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(final_weights(other)["1.weight"], final_weights(mean)["1.weight"])
+    # the recorded training loss stays a per-sample mean, comparable with a mean-reduced run
+    assert summed.series["metrics/train_loss"] == pytest.approx(mean.series["metrics/train_loss"], rel=1e-4)
+
+
+def test_sgd_plain_is_sgd_with_momentum_zero(tmp_path):
+    plain = tiny(tmp_path, "plain.h5", optimizer="sgd-plain", lr=0.05)
+    zero = tiny(tmp_path, "zero.h5", optimizer="sgd", momentum=0.0, lr=0.05)
+    assert plain.attrs["config"]["momentum"] == 0.0
+    for name, weight in final_weights(plain).items():
+        assert torch.equal(final_weights(zero)[name], weight), name
+
+
+def test_feedback_uniform_and_feedback_file_reach_the_digital_device(tmp_path):
+    uniform = tiny(tmp_path, "u.h5", feedback="uniform")
+    assert uniform.attrs["device_description"]["distribution"] == "uniform"
+    assert uniform.attrs["config"]["feedback"] == "uniform"
+    same = tiny(tmp_path, "u-set.h5", overrides={"distribution": "uniform"})
+    same_series(uniform, same)  # the flag is the device override, nothing more
+    matrix = np.random.default_rng(5).standard_normal((16, 10))
+    np.save(tmp_path / "B.npy", matrix)
+    with h5py.File(tmp_path / "B.h5", "w") as file:
+        file["runs/W"] = matrix
+    from_npy = tiny(tmp_path, "f.h5", feedback_file=str(tmp_path / "B.npy"))
+    from_h5 = tiny(tmp_path, "g.h5", feedback_file=f"{tmp_path / 'B.h5'}:runs/W")
+    described = from_npy.attrs["device_description"]
+    assert described["matrix_sha256"] == hashlib.sha256((tmp_path / "B.npy").read_bytes()).hexdigest()
+    assert from_h5.attrs["device_description"]["matrix_dataset"] == "runs/W"
+    same_series(from_npy, from_h5)  # the same B, whichever file held it
+    assert from_npy.series["alignment/gradient/total"] != uniform.series["alignment/gradient/total"]
+
+
+def test_a_feedback_file_of_the_wrong_shape_fails_before_a_run_file_exists(tmp_path):
+    np.save(tmp_path / "B.npy", np.zeros((15, 10)))
+    with pytest.raises(ValueError, match=r"must have shape \(D, d\) = \(16, 10\).*got \(15, 10\)"):
+        tiny(tmp_path, "r.h5", feedback_file=str(tmp_path / "B.npy"))
+    assert not (tmp_path / "r.h5").exists()
+
+
+def test_label_noise_on_test_labels_keeps_the_training_labels(tmp_path):
+    clean = load_dataset("digits", limit=200)
+    sessions = {}
+    for test in (False, True):
+        config = TrainConfig(**{**TINY, "label_noise": 0.5, "label_noise_test": test})
+        sessions[test] = optodfa.train.build_session(config, tmp_path / f"{test}.h5")
+        sessions[test].lock.release()
+    expected = add_label_noise(clean.y_train, 0.5, 10, seed=derive_seed(0, 3))  # what runs drew before
+    assert torch.equal(sessions[False].data.y_train, expected)
+    assert torch.equal(sessions[True].data.y_train, expected)
+    assert torch.equal(sessions[False].data.y_test, clean.y_test)
+    changed = float((sessions[True].data.y_test != clean.y_test).float().mean())
+    assert 0.35 < changed < 0.55  # p (1 - 1/10) = 0.45 of 360 test labels; ±0.1 is over 3.8 standard errors
+
+
+def test_input_size_and_cnn_model(tmp_path):
+    small = tiny(tmp_path, "s.h5", input_size=4)
+    assert final_weights(small)["1.weight"].shape == (16, 16)  # 4 x 4 pixels in
+    conv = tiny(tmp_path, "c.h5", model="cnn", hidden=(4, 6), activation="relu", bias=False)
+    assert conv.attrs["model"]["hidden"] == {"layer1": [4, 8, 8], "layer2": [6, 8, 8]}
+    assert final_weights(conv)["0.weight"].shape == (4, 1, 3, 3)
+    assert all(0 <= a <= 1 for a in conv.series["metrics/test_accuracy"])
+    assert len(conv.series["alignment/gradient/layer2"]) == 2
