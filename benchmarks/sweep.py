@@ -14,7 +14,6 @@ and workers idle at the end.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import platform
 import statistics
@@ -23,7 +22,7 @@ import time
 from pathlib import Path
 
 import optodfa.sweep
-from optodfa.sweep.execute import THREAD_ENV
+from optodfa.sweep.execute import local_cluster
 from optodfa.sweep.manifest import Manifest
 
 RUNS = 8
@@ -73,13 +72,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=8, help="epochs per run (sets the run length)")
     args = parser.parse_args(argv)
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     print(f"{RUNS} runs (digits, MLP 64-256-256-10, {args.epochs} epochs, batch 32, 1 thread each); {cpu_model()}, "
           f"python {platform.python_version()}")
     started = time.perf_counter()
-    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR, env=THREAD_ENV)
+    cluster = local_cluster(args.workers)  # the sweep engine's own cluster set-up
     client = Client(cluster)
     client.run(warm)
     print(f"cluster start-up ({args.workers} workers, imports included, not in the timings): "

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 
 @pytest.fixture(scope="module")
 def client():
     distributed = pytest.importorskip("distributed", reason="sweeps on workers need the dist extra")
-    from optodfa.sweep.execute import THREAD_ENV
+    from optodfa.sweep.execute import local_cluster
 
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       silence_logs=logging.ERROR, env=THREAD_ENV)
+    cluster = local_cluster(2)
     active = distributed.Client(cluster)
     import sweep_helpers
 
