@@ -20,7 +20,8 @@ from tqdm import tqdm
 
 from optodfa.sweep.grid import Grid
 from optodfa.sweep.manifest import FINAL, Manifest, SweepError, folder_lock
-from optodfa.sweep.summary import SweepSummary, summarise, write_summary
+from optodfa.sweep.outputs import write_summary
+from optodfa.sweep.summary import SweepSummary, summarise
 from optodfa.sweep.worker import RunTask, execute_run
 from optodfa.validation import check_int
 

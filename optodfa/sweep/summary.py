@@ -194,19 +194,6 @@ def summarise(folder: str | os.PathLike[str]) -> SweepSummary:
     return SweepSummary(Path(folder), keys, records, rows, order)
 
 
-def write_summary(summary: SweepSummary, *, figures: bool = True) -> dict[str, Path]:
-    """Write ``summary.csv``, ``summary.md`` and (optionally) the figures into the sweep folder."""
-    paths = {"csv": summary.write_csv(summary.folder / SUMMARY_CSV)}
-    paths["md"] = summary.folder / SUMMARY_MD
-    paths["md"].write_text(summary.markdown(), encoding="utf-8")
-    if figures:
-        from optodfa.sweep.figures import write_figures
-
-        for index, path in enumerate(write_figures(summary)):
-            paths[f"figure{index}"] = path
-    return paths
-
-
 def _row(keys: list[str], group: list[RunRecord], metrics: list[str]) -> SettingRow:
     statuses = dict.fromkeys(STATUSES, 0)
     for record in group:
