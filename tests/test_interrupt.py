@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
+from training_process import start_and_signal
 
 import optodfa.runlog
 import optodfa.train
 from optodfa.cli import main
 from optodfa.config import TrainConfig
 from optodfa.interrupt import Interrupted, StopOnSignals
-from optodfa.runlog import RunFile, RunFileError
+from optodfa.runlog import RunFile
 from optodfa.train import resume, train
 
 ARGS = ["--dataset", "digits", "--hidden", "16", "--epochs", "2", "--batch-size", "16", "--lr", "1e-3",
@@ -48,25 +45,11 @@ def full_run(tmp_path_factory) -> RunFile:
 def test_signal_mid_run_checkpoints_and_resumes_bit_identical(tmp_path, full_run, signum, code):
     """A real `optodfa train` process gets the signal mid-run, says how to resume, and resume matches."""
     killed = tmp_path / "killed.h5"
-    # Bit-identical needs the same number of threads on both sides (float sums are ordered by thread).
-    environment = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    process = subprocess.Popen([sys.executable, "-m", "optodfa", "train", *ARGS, "--out", str(killed)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:  # the file is replaced atomically, so a reader never sees half of it
-            checkpoint = RunFile.load(killed).checkpoint
-        except RunFileError:
-            checkpoint = None
-        if checkpoint is not None and checkpoint[1]["step"] >= 14:
-            break
-        time.sleep(0.02)
-    process.send_signal(signum)
-    _, err = process.communicate(timeout=120)
+    returncode, err = start_and_signal(ARGS, killed, signum)
     state = RunFile.load(killed)
     if state.attrs["status"] == "completed":
         pytest.fail("the run finished before the signal came; make it longer")
-    assert process.returncode == code, err
+    assert returncode == code, err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     step = state.checkpoint[1]["step"]

@@ -9,12 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
 import pytest
 import torch
+from training_process import start_and_signal
 
 import optodfa
 import optodfa.train
@@ -23,7 +23,7 @@ from optodfa.config import TrainConfig
 from optodfa.data import add_label_noise, load_dataset
 from optodfa.device import NonFiniteError
 from optodfa.report import summary_table
-from optodfa.runlog import RunFile, RunFileError
+from optodfa.runlog import RunFile
 from optodfa.seeding import derive_seed
 from optodfa.train import resume, train
 
@@ -129,21 +129,7 @@ def test_sigkill_keeps_the_file_readable_and_resumable(tmp_path):
     full = tmp_path / "full.h5"
     assert main(["train", *args, "--out", str(full)]) == 0
     killed = tmp_path / "killed.h5"
-    # Bit-identical needs the same number of threads on both sides (float sums are ordered by thread).
-    environment = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    process = subprocess.Popen([sys.executable, "-m", "optodfa.cli", "train", *args, "--out", str(killed)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:  # the file is replaced atomically, so a reader never sees half of it
-            checkpoint = RunFile.load(killed).checkpoint
-        except RunFileError:
-            checkpoint = None
-        if checkpoint is not None and checkpoint[1]["step"] >= 14:
-            break
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    start_and_signal(args, killed, signal.SIGKILL)
     state = RunFile.load(killed)
     if state.attrs["status"] == "completed":
         pytest.fail("the run finished before it could be killed; make it longer")
