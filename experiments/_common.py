@@ -13,13 +13,15 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 from matplotlib.figure import Figure
+
+from optodfa.atomic import atomic_path
 
 Arrays = Mapping[str, "np.ndarray | Arrays"]
 
@@ -33,12 +35,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, seeds: int) -> None
     parser.add_argument("--out", type=Path, default=Path("results"), help="results directory (default results/)")
 
 
-def parse_settings(argv: Sequence[str] | None, description: str, full: Any, quick: Any,
-                   ) -> tuple[argparse.Namespace, Any]:
+def parse_settings(argv: Sequence[str] | None, description: str, full: Any, quick: Any, *,
+                   sweep: bool = False) -> tuple[argparse.Namespace, Any]:
     """Parse the common flags; return them and the settings record (a frozen dataclass with a ``seeds`` field)
-    that ``--quick`` and ``--seeds`` select."""
+    that ``--quick`` and ``--seeds`` select. ``sweep`` adds ``--workers`` and ``--scheduler``."""
     parser = argparse.ArgumentParser(description=description)
     add_common_arguments(parser, seeds=full.seeds)
+    if sweep:
+        add_sweep_arguments(parser)
     args = parser.parse_args(argv)
     settings = quick if args.quick else full
     if args.seeds is not None:
@@ -71,6 +75,55 @@ def run_variants(base: Mapping[str, Any], variants: Mapping[str, Mapping[str, An
         raise SystemExit("runs did not complete: " + "; ".join(f"{label}: {r.status} ({r.error})"
                                                               for label, r in bad.items()))
     return {label: records[label].load() for label in variants}
+
+
+def map_runs(function: Callable[[Any], Mapping[str, np.ndarray]], keys: Sequence[Any], folder: Path,
+             args: argparse.Namespace) -> dict[Any, dict[str, np.ndarray]]:
+    """``{key: function(key)}`` for an experiment whose runs are its own training loops, not ``optodfa train``.
+
+    The runs execute on the sweep engine's cluster (``--workers N`` local processes, one compute thread each, or
+    ``--scheduler``; ``--workers 0`` runs them here). Each finished run is kept in ``folder`` as
+    ``<str(key)>.npz`` (written atomically), so a rerun after an interruption computes only what is missing.
+    ``function`` and its keys must be picklable, and each run must depend on its key alone (its own seeds).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    results: dict[Any, dict[str, np.ndarray]] = {}
+    for key in keys:
+        path = folder / f"{_file_name(key)}.npz"
+        if path.exists():
+            with np.load(path) as stored:
+                results[key] = {name: stored[name] for name in stored.files}
+    missing = [key for key in keys if key not in results]
+
+    def keep(key: Any, result: Mapping[str, np.ndarray]) -> None:
+        with atomic_path(folder / f"{_file_name(key)}.npz") as temporary:
+            with open(temporary, "wb") as handle:
+                np.savez(handle, **result)
+        results[key] = dict(result)
+
+    if args.workers == 0 and args.scheduler is None:
+        for key in missing:
+            keep(key, function(key))
+    elif missing:
+        from distributed import Client, as_completed
+
+        from optodfa.sweep.execute import local_cluster
+
+        cluster = None if args.scheduler is not None else local_cluster(args.workers)
+        try:
+            with Client(args.scheduler if cluster is None else cluster) as client:
+                futures = {client.submit(function, key, pure=False): key for key in missing}
+                for future in as_completed(futures):
+                    keep(futures[future], future.result())
+        finally:
+            if cluster is not None:
+                cluster.close()
+    return {key: results[key] for key in keys}
+
+
+def _file_name(key: Any) -> str:
+    parts = key if isinstance(key, tuple) else (key,)
+    return "_".join(f"{part:g}" if isinstance(part, float) else str(part) for part in parts)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -12,12 +12,19 @@ initialisation. Alignment is recorded on a log-spaced epoch grid, to show where 
 
     python -m experiments.deep_linear_alpha_beta            # full (25 grid points × 3 activations × seeds)
     python -m experiments.deep_linear_alpha_beta --quick    # seconds
+
+The runs execute on the sweep engine's local cluster (``--workers``, default 2) or a dask cluster
+(``--scheduler``); each finished run is kept under ``<out>/deep_linear_alpha_beta/runs/``, so a rerun resumes.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import functools
+import hashlib
 import itertools
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +35,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.nn import functional as F
 
-from experiments._common import markdown_table, parse_settings, write_results
+from experiments._common import map_runs, markdown_table, parse_settings, write_results
 from optodfa.alignment import alignment_matrices, gradient_alignment, linear_weights, weight_alignment
 from optodfa.data import deep_linear_data
 from optodfa.dfa import convert
@@ -123,15 +130,22 @@ def run_one(settings: Settings, activation: str, alpha: float, beta: float, seed
     return out
 
 
-def run(settings: Settings) -> dict[tuple[str, float, float, int], dict[str, np.ndarray]]:
-    results = {}
-    for activation in settings.activations:
-        started = time.perf_counter()
-        for alpha, beta, seed in itertools.product(settings.alphas, settings.betas, range(settings.seeds)):
-            results[activation, alpha, beta, seed] = run_one(settings, activation, alpha, beta, seed)
-        print(f"{activation}: {len(settings.alphas) * len(settings.betas) * settings.seeds} runs in "
-              f"{time.perf_counter() - started:.1f} s")
+def run(settings: Settings, args: argparse.Namespace, folder: Path,
+        ) -> dict[tuple[str, float, float, int], dict[str, np.ndarray]]:
+    """Every (activation, α, β, seed) run, on the sweep engine's workers; finished runs are kept in
+    ``folder/runs/<settings hash>/`` so that an interrupted experiment resumes."""
+    keys = [(activation, alpha, beta, seed) for activation in settings.activations
+            for alpha, beta, seed in itertools.product(settings.alphas, settings.betas, range(settings.seeds))]
+    digest = hashlib.sha256(json.dumps(dataclasses.asdict(settings), sort_keys=True).encode()).hexdigest()[:12]
+    started = time.perf_counter()
+    results = map_runs(functools.partial(_run_key, settings), keys, folder / "runs" / digest, args)
+    print(f"{len(keys)} runs in {time.perf_counter() - started:.1f} s")
     return results
+
+
+def _run_key(settings: Settings, key: tuple[str, float, float, int]) -> dict[str, np.ndarray]:
+    torch.set_num_threads(1)  # one run per worker core; tiny matrices gain nothing from more threads
+    return run_one(settings, *key)
 
 
 def grids(results: dict, settings: Settings, key: str) -> np.ndarray:
@@ -187,9 +201,9 @@ def figure(results: dict, settings: Settings) -> Figure:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
-    args, settings = parse_settings(argv, __doc__.splitlines()[0], Settings(), QUICK)
+    args, settings = parse_settings(argv, __doc__.splitlines()[0], Settings(), QUICK, sweep=True)
     started = time.perf_counter()
-    results = run(settings)
+    results = run(settings, args, Path(args.out) / NAME)
     wall = time.perf_counter() - started
     rows, key = [], {}
     ga, wa = grids(results, settings, "ga_total"), grids(results, settings, "wa_total")

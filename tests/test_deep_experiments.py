@@ -31,8 +31,8 @@ def test_transformer_dfa_quick(tmp_path):
     assert "| DFA opu-sim |" in table and "| BP |" in table
 
 
-def test_deep_linear_alpha_beta_quick(tmp_path):
-    paths = deep_linear_alpha_beta.main(["--quick", "--out", str(tmp_path)])
+def test_deep_linear_alpha_beta_quick(tmp_path, monkeypatch):
+    paths = deep_linear_alpha_beta.main(["--quick", "--out", str(tmp_path), "--workers", "0"])
     assert all(path.is_file() and path.stat().st_size > 0 for path in paths.values())
     quick = deep_linear_alpha_beta.QUICK
     with h5py.File(paths["h5"], "r") as file:
@@ -48,3 +48,24 @@ def test_deep_linear_alpha_beta_quick(tmp_path):
         assert run["epoch"][()].tolist() == deep_linear_alpha_beta.epoch_grid(quick).tolist()
         assert run["wa_total"][0] == 0  # zero weights at epoch 0: no alignment yet
     assert "| linear |" in paths["md"].read_text()
+
+    # Every run is kept: a second call (here on the local cluster) trains nothing and writes the same grids.
+    with h5py.File(paths["h5"], "r") as file:
+        first = file["ga_total"][()]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a kept run was trained again")
+
+    monkeypatch.setattr(deep_linear_alpha_beta, "run_one", refuse)
+    again = deep_linear_alpha_beta.main(["--quick", "--out", str(tmp_path), "--workers", "0"])
+    with h5py.File(again["h5"], "r") as file:
+        np.testing.assert_array_equal(file["ga_total"][()], first)
+
+
+def test_deep_linear_alpha_beta_runs_on_workers(tmp_path):
+    """The same quick grid on 2 local workers gives the same numbers as in-process."""
+    here = deep_linear_alpha_beta.main(["--quick", "--out", str(tmp_path / "here"), "--workers", "0"])
+    there = deep_linear_alpha_beta.main(["--quick", "--out", str(tmp_path / "there"), "--workers", "2"])
+    with h5py.File(here["h5"], "r") as a, h5py.File(there["h5"], "r") as b:
+        for key in ("ga_total", "wa_total"):
+            np.testing.assert_array_equal(a[key][()], b[key][()])
