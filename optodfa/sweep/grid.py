@@ -173,7 +173,7 @@ class Grid:
         for table, values in (("grid", self.grid), ("zip", self.zip)):
             for key, listed in values.items():
                 for value in listed:
-                    _config({**self.base, key: value}, f"[{table}] {_display(key)} = {_show(value)}")
+                    _config({**self.base, key: value}, f"[{table}] {_display(key)} = {show_value(value)}")
         for label, settings in self.variants.items():
             _config({**self.base, **settings}, f"[variants.{label}]")
         runs = self.runs()
@@ -274,7 +274,7 @@ def _flatten(where: str, table: Mapping[str, Any]) -> dict[str, Any]:
 
 def _values(where: str, value: Any) -> list[Any]:
     if not isinstance(value, list | tuple):
-        raise GridError(f"{where} must be a list of values to sweep over, got {_show(value)} "
+        raise GridError(f"{where} must be a list of values to sweep over, got {show_value(value)} "
                         f"(put single values in [base])")
     return list(value)
 
@@ -313,16 +313,15 @@ def _display(key: str) -> str:
     return key[len(SET):] if key.startswith(SET) else key
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any, *, none: str = "none") -> str:
+    """A setting's value as it appears in run names and tables: ``true``, ``0.001``, ``800x800``, ``none``."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, list | tuple):
-        return "x".join(_show(v) for v in value)
-    if value is None:
-        return "none"
-    return str(value)
+        return "x".join(show_value(v, none=none) for v in value)
+    return none if value is None else str(value)
 
 
 def _safe(text: str) -> str:
@@ -330,7 +329,7 @@ def _safe(text: str) -> str:
 
 
 def _name(shown: Mapping[str, Any]) -> str:
-    parts = [_safe(str(v)) if k == "variant" else f"{_safe(k)}={_safe(_show(v))}" for k, v in shown.items()]
+    parts = [_safe(str(v)) if k == "variant" else f"{_safe(k)}={_safe(show_value(v))}" for k, v in shown.items()]
     return ",".join(parts) or "run"
 
 

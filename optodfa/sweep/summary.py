@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from optodfa.runlog import RunFile, RunFileError
+from optodfa.sweep.grid import show_value
 from optodfa.sweep.manifest import STATUSES, Manifest
 
 SUMMARY_CSV = "summary.csv"
@@ -237,13 +238,7 @@ def _label(metric: str) -> str:
 
 
 def _cell(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list | tuple):
-        return "x".join(_cell(v) for v in value)
-    return "—" if value is None else str(value)
+    return show_value(value, none="—")
 
 
 def _mean_sd(metric: str, mean: float, sd: float) -> str:
