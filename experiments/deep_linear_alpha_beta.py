@@ -55,8 +55,11 @@ class Settings:
     seeds: int = 3
     samples: int = 1000
     epochs: int = 1000
-    batch_size: int = 32
-    lr: float = 0.01  # 0.05 diverges for the linear network (NaN error after ~190 epochs at α = β = 0.2)
+    # Batch 100 at lr 0.03 reaches the alignment of batch 32 at lr 0.01 in the same epochs with a third of the
+    # steps (linear α = β = 1: GA 0.91, WA 0.94 at epoch 1000 either way; tanh α = β = 0.6: 0.62 / 0.61). With
+    # batch 32, lr 0.05 diverges for the linear network (NaN error after ~190 epochs at α = β = 0.2).
+    batch_size: int = 100
+    lr: float = 0.03
     init_std: float = 0.01  # tanh and relu: N(0, init_std²) weights; linear networks start from zero
     checkpoints: int = 12  # log-spaced epochs at which alignment is recorded (plus epoch 0)
     data_seed: int = 0
