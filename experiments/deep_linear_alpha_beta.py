@@ -137,9 +137,12 @@ def run(settings: Settings, args: argparse.Namespace, folder: Path,
         ) -> dict[tuple[str, float, float, int], dict[str, np.ndarray]]:
     """Every (activation, α, β, seed) run, on the sweep engine's workers; finished runs are kept in
     ``folder/runs/<settings hash>/`` so that an interrupted experiment resumes."""
-    keys = [(activation, alpha, beta, seed) for activation in settings.activations
-            for alpha, beta, seed in itertools.product(settings.alphas, settings.betas, range(settings.seeds))]
-    digest = hashlib.sha256(json.dumps(dataclasses.asdict(settings), sort_keys=True).encode()).hexdigest()[:12]
+    # Seed-major order: the first seed of every grid point finishes first, so a stopped experiment has a whole
+    # grid at fewer seeds. Kept runs do not depend on the number of seeds, hence the digest leaves it out.
+    keys = [(activation, alpha, beta, seed) for seed in range(settings.seeds) for activation in settings.activations
+            for alpha, beta in itertools.product(settings.alphas, settings.betas)]
+    shared = {k: v for k, v in dataclasses.asdict(settings).items() if k != "seeds"}
+    digest = hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:12]
     started = time.perf_counter()
     results = map_runs(functools.partial(_run_key, settings), keys, folder / "runs" / digest, args)
     print(f"{len(keys)} runs in {time.perf_counter() - started:.1f} s")
