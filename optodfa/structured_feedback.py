@@ -1,32 +1,46 @@
 """Feedback matrices for two consecutive conv layers that a conv layer can align to (SPEC §6.5).
 
 Why DFA fails on convolutional layers (Refinetti, d'Ascoli, Ohana & Goldt, "Align, then memorise: the dynamics of
-learning with feedback alignment", ICML 2021): DFA's fixed point for a hidden layer ``l`` fed by hidden layer
-``l-1`` is ``W_l ∝ B_l A B_{l-1}ᵀ`` (``A`` a ``d × d`` matrix), and it is reached when the BP signal
-``W_lᵀ (B_l e ⊙ f'_l)`` points along the DFA signal ``B_{l-1} e``, i.e. when ``W_lᵀ B_l ≈ B_{l-1} M`` for some
-``d × d`` matrix ``M``. Written as a matrix ``T(K)`` of shape ``(C_out·H·W, C_in·H·W)``, a conv layer with kernel
-``K`` of shape ``(C_out, C_in, k, k)`` is block-sparse (locality: an output pixel sees only a ``k × k``
-neighbourhood) and Toeplitz (weight sharing: every position uses the same ``C_out·C_in·k²`` numbers). The set of
-such matrices is a subspace of dimension ``C_out·C_in·k²`` out of ``C_out·C_in·(HW)²``; for dense random ``B`` the
-target ``B_l A B_{l-1}ᵀ`` lies almost wholly outside it, and what the conv weights can reach (the projection of
-the DFA update ``B_l e h_{l-1}ᵀ`` onto the subspace) does not satisfy ``T(K)ᵀ B_l ≈ B_{l-1} M``.
+learning with feedback alignment", ICML 2021). DFA's fixed point for a hidden layer ``l`` fed by hidden layer
+``l-1`` is ``W_l ∝ B_l A B_{l-1}ᵀ`` (``A`` a ``d × d`` matrix); there the BP signal of layer ``l-1``,
+``W_lᵀ (B_l e ⊙ f'_l)``, points along its DFA signal ``B_{l-1} e`` (gradient alignment), because
+``W_lᵀ B_l ∝ B_{l-1} Aᵀ B_lᵀ B_l`` and ``B_lᵀ B_l ≈ n_l I`` for random ``B_l``. The condition that matters is
+therefore ``W_lᵀ B_l ≈ B_{l-1} M`` for some ``d × d`` matrix ``M``.
 
-"Compatible with the conv structure" therefore means: there is a conv matrix ``T(K)`` with
-``T(K)ᵀ B_l = B_{l-1} M`` (the alignment condition is attainable by a conv layer at all). Exact equality
-``B_l B_{l-1}ᵀ = T(K)`` is impossible, because ``B_l B_{l-1}ᵀ`` has rank at most ``d`` while a non-zero conv matrix
-on an ``H × W`` image has rank of order ``HW``; the constructions here are low-rank factorisations, as the authors'
-code tries:
+Written as a matrix ``T(K)`` of shape ``(C_out·H·W, C_in·H·W)`` (:func:`conv_matrix`), a conv layer with kernel
+``K`` of shape ``(C_out, C_in, k, k)`` is block-sparse (locality: an output pixel sees a ``k × k`` neighbourhood,
+:func:`connection_mask`) and Toeplitz (weight sharing: every position uses the same ``C_out·C_in·k²`` numbers).
+Such matrices form a subspace of dimension ``C_out·C_in·k²`` out of ``C_out·C_in·(HW)²``, and DFA's update of a
+conv layer is the dense update ``δa_l h_{l-1}ᵀ`` pushed into it (:func:`conv_adjoint`). For dense random ``B`` the
+target ``B_l A B_{l-1}ᵀ`` lies almost wholly outside the subspace, and no conv layer meets the condition: the best
+one reaches ``cos(T(K)ᵀ B_l, B_{l-1}) ≈ sqrt(C_out·C_in·k² / (C_in·H·W·d))``, the share of a random vector that
+a subspace of that dimension holds (:func:`attainable_alignment`).
+
+"Compatible with the conv structure" means here: some conv kernel ``K`` satisfies ``T(K)ᵀ B_l ∝ B_{l-1}``
+(:func:`attainable_alignment` near 1), so that the fixed point exists inside the set the conv weights can reach.
+``B_l B_{l-1}ᵀ`` itself cannot equal a conv matrix: it has rank at most ``d``, while a non-zero conv matrix on an
+``H × W`` image has rank of order ``HW``. The constructions are low-rank factorisations, as the authors' code
+tries (SVD, or NMF of the mask of allowed connections):
 
 * :func:`svd_feedback`: the top ``d`` singular triplets of ``T(K_0)`` for a random kernel ``K_0`` (from the seed):
   ``B_l ∝ U_d S_d^{1/2}``, ``B_{l-1} ∝ V_d S_d^{1/2}``. Guaranteed: ``T(K_0)ᵀ B_l = B_{l-1} · c · S_d`` exactly
-  (``c`` a scalar), so the conv layer with kernel ``K_0`` satisfies the alignment condition with a diagonal
-  ``M``; and ``B_l B_{l-1}ᵀ ∝`` the best rank-``d`` approximation of ``T(K_0)`` (Eckart–Young).
-* :func:`nmf_feedback`: a non-negative factorisation ``G ≈ P Q`` (rank ``d``) of the spatial mask of allowed
-  connections (``G[p, q] = 1`` when input pixel ``q`` lies in the ``k × k`` window of output pixel ``p``), lifted
-  to channels with random signs: ``B_l[(c, p), j] = σ_l[c, j] P[p, j]``, ``B_{l-1}[(c', q), j] = σ_{l-1}[c', j]
-  Q[j, q]``. Guaranteed: ``|B_l B_{l-1}ᵀ| ≤ 1 ⊗ (P Q)`` entrywise, so ``B_l B_{l-1}ᵀ`` is small wherever the
-  factorisation ``P Q`` of the mask is (outside the receptive fields, up to the factorisation's error); the
-  signs keep the channels from all receiving the same feedback.
+  (``c`` a scalar; the top singular values of a conv are close together, so ``M`` is nearly ``∝ I``), and
+  ``B_l B_{l-1}ᵀ ∝`` the best rank-``d`` approximation of ``T(K_0)`` (Eckart–Young).
+* :func:`mask_feedback`: a rank-``d`` factorisation ``G ≈ P Q`` of the spatial mask (``G[p, q] = 1`` when input
+  pixel ``q`` lies in the ``k × k`` window of output pixel ``p``) by SVD (its smoothest modes) or NMF (local,
+  non-negative blobs), lifted to channels with random signs (without them every channel would receive the same
+  feedback). Guaranteed: ``|B_l B_{l-1}ᵀ| ≤ 1 ⊗ Σ_j |P_j| |Q_j|`` entrywise (up to the scale), so the product is
+  small wherever the factorisation of the mask is. For the SVD, symmetric kernels (combinations of ``I``,
+  ``G_1 ⊗ I + I ⊗ G_1`` and ``G_1 ⊗ G_1``, ``G_1`` the 1-D mask) map each mode of ``G`` to a multiple of itself,
+  so ``3·C_out`` numbers per input channel can meet the ``d`` conditions: the condition is attainable exactly
+  when that ``d × 3·C_out`` system has full rank (``3·C_out ≥ d`` and sign patterns that differ enough; with
+  ``C_out = 4``, ``d = 10`` some seeds reach only 0.95). The NMF's blobs are not eigenvectors of any conv, so
+  it is attainable only in part. :func:`attainable_alignment` measures it for any ``B``.
+
+That a conv layer *can* meet the condition is necessary for alignment, not sufficient: DFA must also move the
+representations ``h_{l-1}`` along ``B_{l-1} e`` (that is how the fixed point ``B_l A B_{l-1}ᵀ`` builds up in an
+MLP), and a conv layer below, with its few shared weights, cannot produce an arbitrary class-dependent image.
+``experiments/cnn_failure.py`` measures whether the structured ``B`` restore gradient alignment.
 
 Matrices act on images flattened in ``(C, H, W)`` order (row-major), the order in which a DFA feedback point of
 shape ``(C, H, W)`` takes its slice of ``B e``. Convolutions are stride 1 with ``same`` zero padding, odd ``k``
