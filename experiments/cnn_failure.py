@@ -124,7 +124,9 @@ def second_layer_alignment(run: Any, key: str, settings: Settings, feedback: dic
         weights that best satisfy the alignment condition ``W_2ᵀ B_2 ∝ B_1`` (MLP: ``B_2 B_1ᵀ`` again; conv: the
         kernel ``K*`` of :func:`optodfa.structured_feedback.attainable_alignment`).
     """
-    weights = [np.asarray(w) for name, w in run.checkpoint[0]["model"].items() if name.endswith("weight")]
+    state = run.checkpoint[0]["model"]  # "<module index>.weight" of the converted Sequential, in layer order
+    names = sorted((name for name in state if name.endswith(".weight")), key=lambda name: int(name.split(".")[0]))
+    weights = [np.asarray(state[name]) for name in names]
     if key == "mlp":
         random = feedback_matrix(sum(settings.mlp_hidden), CLASSES, seed=settings.feedback_seed,
                                  dtype=torch.float64).numpy()
