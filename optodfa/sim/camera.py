@@ -23,13 +23,14 @@ the mean is ``σ²`` times the lit mirrors (lightonml likewise sets exposure fro
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from optodfa.sim import kernels
+from optodfa.sim import kernels, threads
 from optodfa.sim.noise import NoiseSource, normal_table
 from optodfa.sim.workspace import Workspace
 from optodfa.validation import check_choice, check_int, check_real
@@ -305,7 +306,7 @@ class Camera:
             bits = noise.normal_bits(k * pixels).reshape(k, pixels)
         if bits is not None and self.shot_noise and self.poisson_exact_below == 0 and self.bits is not None \
                 and kernels.AVAILABLE:
-            return self._read_compiled(plan, bits, out, width)
+            return self._read_compiled(plan, bits, out, width, workspace)
         saturated = None
         for c0 in range(0, pixels, width):
             c1 = min(pixels, c0 + width)
@@ -318,24 +319,38 @@ class Camera:
         assert saturated is not None
         return saturated
 
-    def _read_compiled(self, plan: FramePlan, bits: np.ndarray, out: torch.Tensor, width: int) -> torch.Tensor:
+    def _read_compiled(self, plan: FramePlan, bits: np.ndarray, out: torch.Tensor, width: int,
+                       workspace: Workspace) -> torch.Tensor:
         k, pixels = out.shape
         shared = plan.rows is not None
         rows = plan.rows.numpy() if plan.rows is not None else np.arange(k, dtype=np.int64)
         code = math.floor(torch.tensor(self.top_count, dtype=plan.weights.dtype).item())
         table = normal_table().to(plan.weights.dtype).numpy()
         counts = out.numpy()
-        saturated = 0
-        for c0 in range(0, pixels, width):
-            c1 = min(pixels, c0 + width)
-            fields, scale = plan.fields(c0, c1)
-            factor = (np.ones(fields.shape[0], dtype=table.dtype) if scale is None
-                      else scale.reshape(-1).numpy())
-            saturated += kernels.gaussian_counts(fields.numpy(), factor, rows, shared, bits[:, c0:c1], table,
-                                                 gain=self.gain, offset=self.dark_offset,
-                                                 read_noise=self.read_noise_e, top=self.top_count, code=code,
-                                                 out=counts[:, c0:c1])
-        return torch.tensor(saturated, dtype=torch.int64)
+
+        def blocks(starts: range, ws: Workspace | None) -> int:
+            saturated = 0
+            for c0 in starts:
+                c1 = min(pixels, c0 + width)
+                fields, scale = plan.fields(c0, c1, ws)
+                factor = (np.ones(fields.shape[0], dtype=table.dtype) if scale is None
+                          else scale.reshape(-1).numpy())
+                saturated += kernels.gaussian_counts(fields.numpy(), factor, rows, shared, bits[:, c0:c1], table,
+                                                     gain=self.gain, offset=self.dark_offset,
+                                                     read_noise=self.read_noise_e, top=self.top_count, code=code,
+                                                     out=counts[:, c0:c1])
+            return saturated
+
+        starts = range(0, pixels, width)
+        parts = threads.count() if plan.compiled else 1
+        if parts == 1 or len(starts) == 1:
+            return torch.tensor(blocks(starts, None), dtype=torch.int64)
+        # Blocks share only read-only inputs (fields come from each part's own workspace, counts go to disjoint
+        # columns), and the integer saturation counts add exactly in any order: the counts are the one-thread ones.
+        # Only compiled fields run in parallel: a torch product in each part would nest torch's threads.
+        ranges = [starts[r.start : r.stop] for r in threads.split(len(starts), parts)]
+        done = threads.run_parts([functools.partial(blocks, r, workspace.part(p)) for p, r in enumerate(ranges)])
+        return torch.tensor(sum(done), dtype=torch.int64)
 
     def describe(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

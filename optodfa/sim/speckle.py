@@ -91,12 +91,21 @@ class FramePlan:
             if chosen_binary[:, -1].any():
                 self._reference = chosen[:, -1]
 
-    def fields(self, c0: int, c1: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(u, 2b)`` fields ``[Re F | Im F]`` of pixels ``c0 … c1 − 1`` (``b = c1 − c0``, in the workspace) and the
-        ``(u, 1)`` factor their intensities still need (``None`` when the exposure is folded into the fields)."""
-        m, w, ws = self.pixels, self.weights, self.workspace
-        if (self._patterns is None and self._scale is None and w.device.type == "cpu" and w.dtype == torch.float32
-                and kernels.AVAILABLE):
+    @property
+    def compiled(self) -> bool:
+        """Whether :meth:`fields` is a compiled sum over lit elements (which releases the GIL and runs on one
+        thread) rather than a torch product (which uses torch's own threads)."""
+        w = self.weights
+        return (self._patterns is None and self._scale is None and w.device.type == "cpu"
+                and w.dtype == torch.float32 and kernels.AVAILABLE)
+
+    def fields(self, c0: int, c1: int, workspace: Workspace | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(u, 2b)`` fields ``[Re F | Im F]`` of pixels ``c0 … c1 − 1`` (``b = c1 − c0``, in ``workspace``, by default
+        the plan's) and the ``(u, 1)`` factor their intensities still need (``None`` when the exposure is folded into
+        the fields)."""
+        m, w = self.pixels, self.weights
+        ws = self.workspace if workspace is None else workspace
+        if self.compiled:
             # Narrow binary frames: a compiled sum of the lit rows beats the BLAS product's small-K path (float32
             # only: the float64 product sums in another order).
             fields = ws.get("fields", (self._frames.shape[0], 2 * (c1 - c0)), w.dtype, w.device)
