@@ -23,7 +23,6 @@ the mean is ``σ²`` times the lit mirrors (lightonml likewise sets exposure fro
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -328,29 +327,23 @@ class Camera:
         table = normal_table().to(plan.weights.dtype).numpy()
         counts = out.numpy()
 
-        def blocks(starts: range, ws: Workspace | None) -> int:
-            saturated = 0
-            for c0 in starts:
-                c1 = min(pixels, c0 + width)
-                fields, scale = plan.fields(c0, c1, ws)
-                factor = (np.ones(fields.shape[0], dtype=table.dtype) if scale is None
-                          else scale.reshape(-1).numpy())
-                saturated += kernels.gaussian_counts(fields.numpy(), factor, rows, shared, bits[:, c0:c1], table,
-                                                     gain=self.gain, offset=self.dark_offset,
-                                                     read_noise=self.read_noise_e, top=self.top_count, code=code,
-                                                     out=counts[:, c0:c1])
-            return saturated
+        def block(index: int, part: int) -> int:
+            c0 = index * width
+            c1 = min(pixels, c0 + width)
+            fields, scale = plan.fields(c0, c1, None if part == 0 else workspace.part(part))
+            factor = (np.ones(fields.shape[0], dtype=table.dtype) if scale is None
+                      else scale.reshape(-1).numpy())
+            return kernels.gaussian_counts(fields.numpy(), factor, rows, shared, bits[:, c0:c1], table,
+                                           gain=self.gain, offset=self.dark_offset, read_noise=self.read_noise_e,
+                                           top=self.top_count, code=code, out=counts[:, c0:c1])
 
-        starts = range(0, pixels, width)
-        parts = threads.count() if plan.compiled else 1
-        if parts == 1 or len(starts) == 1:
-            return torch.tensor(blocks(starts, None), dtype=torch.int64)
-        # Blocks share only read-only inputs (fields come from each part's own workspace, counts go to disjoint
-        # columns), and the integer saturation counts add exactly in any order: the counts are the one-thread ones.
-        # Only compiled fields run in parallel: a torch product in each part would nest torch's threads.
-        ranges = [starts[r.start : r.stop] for r in threads.split(len(starts), parts)]
-        done = threads.run_parts([functools.partial(blocks, r, workspace.part(p)) for p, r in enumerate(ranges)])
-        return torch.tensor(sum(done), dtype=torch.int64)
+        blocks = -(-pixels // width)
+        if not plan.compiled or threads.count() == 1:
+            return torch.tensor(sum(block(b, 0) for b in range(blocks)), dtype=torch.int64)
+        # Blocks share only read-only inputs (fields go to each thread's own workspace, counts to disjoint columns)
+        # and the integer saturation counts add exactly in any order: the counts are the one-thread ones. Only
+        # compiled fields run in parallel: a torch product in each thread would nest torch's threads.
+        return torch.tensor(sum(threads.run_blocks(blocks, block, threads.count())), dtype=torch.int64)
 
     def describe(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -3,23 +3,24 @@
 The camera's compiled passes (:mod:`optodfa.sim.kernels`) release the GIL, so blocks of pixel columns, which share
 nothing but read-only inputs, can run on several Python threads at once. The thread count follows
 ``torch.get_num_threads()``: what a caller gives torch for its matrix products it gives the simulator too. With one
-thread the caller runs its parts in order itself (no pool, no overhead); with more, the calling thread runs the
-first part and a pool, one per thread count and built once, the others.
+thread the caller runs its blocks in order itself (no pool, no overhead); with more, the calling thread and a pool
+(one per thread count, built once) share them out.
 
-Each part must write only its own outputs and scratch space (a :meth:`optodfa.sim.workspace.Workspace.part`), and
-its result must not depend on which thread ran it or when; then the results are the one-thread results exactly.
+Each block must write only its own outputs and its thread's scratch space (a
+:meth:`optodfa.sim.workspace.Workspace.part`), and its result must not depend on which thread ran it or when; then
+the results are the one-thread results exactly.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
 
-__all__ = ["count", "run_parts", "split"]
+__all__ = ["count", "run_blocks"]
 
 T = TypeVar("T")
 
@@ -32,29 +33,53 @@ def count() -> int:
     return max(1, torch.get_num_threads())
 
 
-def split(items: int, parts: int) -> list[range]:
-    """``items`` indices cut into at most ``parts`` contiguous non-empty ranges of nearly equal length, in order."""
-    parts = max(1, min(parts, items))
-    return [range(items * p // parts, items * (p + 1) // parts) for p in range(parts)]
+def run_blocks(count: int, work: Callable[[int, int], T], parts: int) -> list[T]:
+    """``[work(b, part) for b in range(count)]``, the blocks shared out one at a time between the calling thread
+    and ``parts − 1`` pool threads; ``part`` (0 on the calling thread) names the thread's own scratch space.
 
-
-def run_parts(parts: Sequence[Callable[[], T]]) -> list[T]:
-    """The results of ``parts``, in their order: the first on the calling thread, the others on a pool.
-
-    An exception in any part is raised here once every part has finished (no part is left running on scratch
-    space the caller may reuse).
+    Blocks are claimed as threads come free, and the caller waits only for blocks that have started: on a loaded
+    machine, where a pool thread may not run for milliseconds, the caller does the blocks itself instead of waiting
+    for it (a pool thread that starts after the last block was claimed does nothing). An exception in a block stops
+    further claims and is raised here once every started block has finished (none is left running on scratch space
+    the caller may reuse).
     """
-    if len(parts) <= 1:
-        return [part() for part in parts]
-    pool = _pool(len(parts) - 1)
-    futures: list[Future[T]] = [pool.submit(part) for part in parts[1:]]
-    try:
-        first = parts[0]()
-    finally:
-        # Wait for every part before anything propagates.
-        for future in futures:
-            future.exception()
-    return [first, *(future.result() for future in futures)]
+    if parts <= 1 or count <= 1:
+        return [work(b, 0) for b in range(count)]
+    results: list[T | None] = [None] * count
+    errors: list[BaseException] = []
+    state = {"next": 0, "running": 0}
+    idle = threading.Condition()
+
+    def claim() -> int | None:
+        with idle:
+            if errors or state["next"] >= count:
+                return None
+            block = state["next"]
+            state["next"] += 1
+            state["running"] += 1
+            return block
+
+    def run(part: int) -> None:
+        while (block := claim()) is not None:
+            try:
+                results[block] = work(block, part)
+            except BaseException as exc:  # handed to the caller
+                with idle:
+                    errors.append(exc)
+            finally:
+                with idle:
+                    state["running"] -= 1
+                    idle.notify_all()
+
+    pool = _pool(parts - 1)
+    for part in range(1, parts):
+        pool.submit(run, part)
+    run(0)
+    with idle:
+        idle.wait_for(lambda: state["running"] == 0)
+    if errors:
+        raise errors[0]
+    return results  # type: ignore[return-value]
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:

@@ -7,6 +7,9 @@ noise is drawn before the blocks, so counts and saturation counts must not depen
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 import torch
 
@@ -55,13 +58,18 @@ def _acquire(shared: bool, offset: float) -> list[torch.Tensor]:
 def test_counts_on_several_threads_equal_one_thread(shared: bool, offset: float, count: int,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(opu, "MIN_BLOCK_WIDTH", 300)  # 2000 pixels in 7 blocks, the last one shorter
-    parts: list[int] = []
-    run_parts = threads.run_parts
-    monkeypatch.setattr(threads, "run_parts", lambda calls: parts.append(len(calls)) or run_parts(calls))
+    parts: list[tuple[int, int]] = []
+    run_blocks = threads.run_blocks
+
+    def spy(count: int, work, parts_: int):  # type: ignore[no-untyped-def]
+        parts.append((count, parts_))
+        return run_blocks(count, work, parts_)
+
+    monkeypatch.setattr(threads, "run_blocks", spy)
     one = _with_threads(1, lambda: _acquire(shared, offset))
     assert parts == []  # one thread: the blocks run in order on the calling thread, no pool
     several = _with_threads(count, lambda: _acquire(shared, offset))
-    assert parts == [count, count]  # the blocks were split over `count` threads in both calls
+    assert parts == [(7, count), (7, count)]  # 7 blocks shared out over `count` threads in both calls
     assert one[1] > 0
     for a, b in zip(one, several, strict=True):
         assert torch.equal(a, b)
@@ -80,27 +88,36 @@ def test_projection_on_two_threads_equals_one_thread() -> None:
         assert torch.equal(a, b)
 
 
-def test_split_covers_every_index_once_in_order() -> None:
-    for items in (1, 2, 7, 12):
-        for parts in (1, 2, 3, 20):
-            ranges = threads.split(items, parts)
-            assert len(ranges) == min(items, parts)
-            assert [i for r in ranges for i in r] == list(range(items))
-            assert max(len(r) for r in ranges) - min(len(r) for r in ranges) <= 1
-
-
-def test_run_parts_keeps_order_and_waits_for_every_part_before_raising() -> None:
-    assert threads.run_parts([lambda i=i: i * i for i in range(4)]) == [0, 1, 4, 9]
+def test_run_blocks_keeps_order_and_waits_for_started_blocks_before_raising() -> None:
+    for parts in (1, 2, 3):
+        assert threads.run_blocks(5, lambda b, part: b * b, parts) == [0, 1, 4, 9, 16]
     finished: list[int] = []
+    started = threading.Event()
 
-    def slow() -> None:
-        import time
-        time.sleep(0.05)
-        finished.append(1)
+    def work(block: int, part: int) -> None:
+        if block == 0:
+            started.wait(5)  # block 1 has started on the other thread
+            raise RuntimeError("block 0 failed")
+        started.set()
+        time.sleep(0.2)
+        finished.append(block)
 
-    def fail() -> None:
-        raise RuntimeError("part 0 failed")
+    with pytest.raises(RuntimeError, match="block 0 failed"):
+        threads.run_blocks(6, work, 2)
+    assert finished == [1]  # the started block had finished when the error came through; no block started after
 
-    with pytest.raises(RuntimeError, match="part 0 failed"):
-        threads.run_parts([fail, slow])
-    assert finished == [1]  # the pool's part had finished when the error came through
+
+def test_each_thread_gets_its_own_part() -> None:
+    seen: dict[int, set[int]] = {}
+    lock = threading.Lock()
+
+    def work(block: int, part: int) -> int:
+        with lock:
+            seen.setdefault(part, set()).add(threading.get_ident())
+        time.sleep(0.002)
+        return part
+
+    threads.run_blocks(40, work, 3)
+    assert set(seen) <= {0, 1, 2} and 0 in seen
+    assert all(len(idents) == 1 for idents in seen.values())  # a part is never run by two threads
+    assert len({ident for idents in seen.values() for ident in idents}) == len(seen)
