@@ -1,4 +1,5 @@
-"""The camera's blocks of pixels on several threads give the one-thread counts bit for bit (issue 11).
+"""The camera's blocks of pixels (and the readout's frame sum) on several threads give the one-thread results bit for
+bit (issue 11).
 
 With narrow frames the speckle fields and the camera pass of each block of pixel columns are compiled code that
 releases the GIL, and ``Camera._read_compiled`` spreads the blocks over ``torch.get_num_threads()`` threads. The
@@ -76,14 +77,27 @@ def test_counts_on_several_threads_equal_one_thread(shared: bool, offset: float,
 
 
 @needs_kernels
-def test_projection_on_two_threads_equals_one_thread() -> None:
+def test_projection_on_two_threads_equals_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    run_blocks = threads.run_blocks
+
+    def spy(count: int, work, parts: int):  # type: ignore[no-untyped-def]
+        calls.append(count)
+        return run_blocks(count, work, parts)
+
+    monkeypatch.setattr(threads, "run_blocks", spy)
+
     def project() -> list[torch.Tensor]:
         projector = build_projector("opu-sim", 10, 3072, profile="lighton-aurora", feedback_seed=11, noise_seed=13)
         g = torch.Generator().manual_seed(17)
         out = [projector.project(torch.randn(128, 10, generator=g)) for _ in range(2)]
         return [*out, torch.tensor([projector.counters().saturated_pixels])]
 
-    one, two = _with_threads(1, project), _with_threads(2, project)
+    one = _with_threads(1, project)
+    assert calls == []
+    two = _with_threads(2, project)
+    # Per call: the camera's 12 blocks of 256 pixels of 512 frames, and the readout's sum in 7 groups of planes.
+    assert calls == [12, 7, 12, 7]
     for a, b in zip(one, two, strict=True):
         assert torch.equal(a, b)
 
