@@ -292,7 +292,8 @@ class Camera:
         (:class:`optodfa.sim.speckle.FramePlan`). The noise is drawn for all ``k × M`` readings first, in the order
         :meth:`read` draws it, so the counts equal ``read``'s; each block then runs through the camera while it is
         in cache, in one compiled pass (:mod:`optodfa.sim.kernels`) where it applies. Exact Poisson draws and a GPU
-        take the whole width at once (the Poisson sampler's order follows the readings).
+        take the whole width at once (the Poisson sampler's order follows the readings). With several torch threads the
+compiled blocks of narrow frames run on them (:mod:`optodfa.sim.threads`), with the same counts.
 
         Returns the saturated-reading count, a 0-d int64 tensor on ``out``'s device.
         """
