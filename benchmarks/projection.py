@@ -138,7 +138,7 @@ def memory_child(n: int, d: int, big_d: int, device: torch.device) -> dict[str, 
         peak = torch.cuda.max_memory_allocated() - before
     else:
         peak = peak_rss_bytes() - before
-    sim = projector.device
+    sim = getattr(projector.device, "inner", projector.device)  # the simulator behind the device guard
     held = sum(t.numel() * t.element_size() for t in vars(sim).values() if isinstance(t, torch.Tensor))
     count_bytes = torch.empty((), dtype=torch.uint8 if sim.camera.bits and sim.camera.bits <= 8 else
                               torch.int16).element_size()

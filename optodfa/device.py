@@ -182,7 +182,7 @@ class Projector(ABC):
         # Half precision cannot hold the codes (integers up to 2^16 - 1) or the intensities: compute in float32
         # and hand back the caller's dtype.
         out = self._project(e.float()).to(e.dtype) if e.dtype in _HALF else self._project(e)
-        if not bool(torch.isfinite(out).all()):  # finite errors so large that B e overflows the dtype
+        if not _all_finite(out):  # finite errors so large that B e overflows the dtype
             raise NonFiniteError(f"the projection of this finite {e.dtype} error batch overflows: "
                                  f"{int((~torch.isfinite(out)).sum())} non-finite value(s) out of {out.numel()} "
                                  f"(largest |e| = {float(e.abs().max()):g}, largest finite "
@@ -244,3 +244,12 @@ class Projector(ABC):
         if not bool(torch.isfinite(e).all()):
             bad = int((~torch.isfinite(e)).sum())
             raise NonFiniteError(f"error batch holds {bad} non-finite value(s) (NaN or inf) out of {e.numel()}")
+
+
+def _all_finite(values: torch.Tensor) -> bool:
+    """Whether every entry of ``values`` is finite, in one pass and without a temporary for the common case.
+
+    A NaN or an infinity anywhere makes the sum non-finite, so a finite sum proves every entry finite; a sum that
+    is not finite (which finite entries can also give, by overflow) is settled entry by entry.
+    """
+    return bool(torch.isfinite(values.sum())) or bool(torch.isfinite(values).all())

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from optodfa.device import Acquisition, OpticalDevice
-from optodfa.sim import kernels
+from optodfa.sim import kernels, threads
 from optodfa.validation import check_choice
 
 __all__ = ["READOUTS", "HolographicReadout", "IntensityReadout", "Readout", "StrongReferenceReadout",
@@ -140,6 +140,10 @@ def make_readout(mode: str) -> Readout:
 
 # Planes combined at once by _signed_sum: about 2^16 readings, so the float copy of their counts stays in cache.
 _SUM_READINGS = 1 << 16
+# Readings per group of planes handed to a thread by the compiled sum (enough to outweigh handing it out).
+_THREAD_READINGS = 1 << 18
+
+
 def _check_planes(device: OpticalDevice, plus: object, minus: object) -> int:
     """Rows ``N`` of two frame batches of one shape ``(N, device.input_pixels)`` (values are the device's to check)."""
     for name, frames in (("plus", plus), ("minus", minus)):
@@ -161,7 +165,18 @@ def _signed_sum(acquisition: Acquisition, signs: tuple[float, ...], n: int) -> t
     pixels = counts.shape[2]
     out = torch.empty(n, pixels, dtype=weights.dtype, device=weights.device)
     if kernels.AVAILABLE and counts.device.type == "cpu" and not counts.dtype.is_floating_point:
-        kernels.signed_sum(counts.numpy(), signed.numpy(), out.numpy())
+        c, w, o = counts.numpy(), signed.numpy(), out.numpy()
+        parts = threads.count()
+        step = max(1, _THREAD_READINGS // (frames * pixels))
+        if parts == 1 or n <= step:
+            kernels.signed_sum(c, w, o)
+        else:
+            # Planes are independent: groups of them on torch's threads give the one-thread sums exactly.
+            def group(index: int, part: int) -> None:
+                a, b = index * step, min(n, (index + 1) * step)
+                kernels.signed_sum(c[a:b], w[a:b], o[a:b])
+
+            threads.run_blocks(-(-n // step), group, parts)
         return _subtract_dark(out, signed, acquisition.dark_offset)
     # Integer counts times float weights go through a slow mixed-dtype path; a float copy of a cache-sized group of
     # planes, exact for counts below 2^24, makes every product a float one with the same rounding.

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from optodfa.sim import kernels
+from optodfa.sim import kernels, threads
 from optodfa.sim.noise import NoiseSource, normal_table
 from optodfa.sim.workspace import Workspace
 from optodfa.validation import check_choice, check_int, check_real
@@ -292,7 +292,8 @@ class Camera:
         (:class:`optodfa.sim.speckle.FramePlan`). The noise is drawn for all ``k × M`` readings first, in the order
         :meth:`read` draws it, so the counts equal ``read``'s; each block then runs through the camera while it is
         in cache, in one compiled pass (:mod:`optodfa.sim.kernels`) where it applies. Exact Poisson draws and a GPU
-        take the whole width at once (the Poisson sampler's order follows the readings).
+        take the whole width at once (the Poisson sampler's order follows the readings). With several torch threads the
+compiled blocks of narrow frames run on them (:mod:`optodfa.sim.threads`), with the same counts.
 
         Returns the saturated-reading count, a 0-d int64 tensor on ``out``'s device.
         """
@@ -305,7 +306,7 @@ class Camera:
             bits = noise.normal_bits(k * pixels).reshape(k, pixels)
         if bits is not None and self.shot_noise and self.poisson_exact_below == 0 and self.bits is not None \
                 and kernels.AVAILABLE:
-            return self._read_compiled(plan, bits, out, width)
+            return self._read_compiled(plan, bits, out, width, workspace)
         saturated = None
         for c0 in range(0, pixels, width):
             c1 = min(pixels, c0 + width)
@@ -318,24 +319,32 @@ class Camera:
         assert saturated is not None
         return saturated
 
-    def _read_compiled(self, plan: FramePlan, bits: np.ndarray, out: torch.Tensor, width: int) -> torch.Tensor:
+    def _read_compiled(self, plan: FramePlan, bits: np.ndarray, out: torch.Tensor, width: int,
+                       workspace: Workspace) -> torch.Tensor:
         k, pixels = out.shape
         shared = plan.rows is not None
         rows = plan.rows.numpy() if plan.rows is not None else np.arange(k, dtype=np.int64)
         code = math.floor(torch.tensor(self.top_count, dtype=plan.weights.dtype).item())
         table = normal_table().to(plan.weights.dtype).numpy()
         counts = out.numpy()
-        saturated = 0
-        for c0 in range(0, pixels, width):
+
+        def block(index: int, part: int) -> int:
+            c0 = index * width
             c1 = min(pixels, c0 + width)
-            fields, scale = plan.fields(c0, c1)
+            fields, scale = plan.fields(c0, c1, None if part == 0 else workspace.part(part))
             factor = (np.ones(fields.shape[0], dtype=table.dtype) if scale is None
                       else scale.reshape(-1).numpy())
-            saturated += kernels.gaussian_counts(fields.numpy(), factor, rows, shared, bits[:, c0:c1], table,
-                                                 gain=self.gain, offset=self.dark_offset,
-                                                 read_noise=self.read_noise_e, top=self.top_count, code=code,
-                                                 out=counts[:, c0:c1])
-        return torch.tensor(saturated, dtype=torch.int64)
+            return kernels.gaussian_counts(fields.numpy(), factor, rows, shared, bits[:, c0:c1], table,
+                                           gain=self.gain, offset=self.dark_offset, read_noise=self.read_noise_e,
+                                           top=self.top_count, code=code, out=counts[:, c0:c1])
+
+        blocks = -(-pixels // width)
+        if not plan.compiled or threads.count() == 1:
+            return torch.tensor(sum(block(b, 0) for b in range(blocks)), dtype=torch.int64)
+        # Blocks share only read-only inputs (fields go to each thread's own workspace, counts to disjoint columns)
+        # and the integer saturation counts add exactly in any order: the counts are the one-thread ones. Only
+        # compiled fields run in parallel: a torch product in each thread would nest torch's threads.
+        return torch.tensor(sum(threads.run_blocks(blocks, block, threads.count())), dtype=torch.int64)
 
     def describe(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -13,6 +13,8 @@ import pytest
 import torch
 from scipy import stats
 
+from optodfa.sim.speckle import distinct_rows
+
 
 def frame_with_ones(elements: int, ones: list[int]) -> torch.Tensor:
     frame = torch.zeros(1, elements, dtype=torch.bool)
@@ -71,3 +73,20 @@ def test_holographic_signal_is_exactly_additive_on_disjoint_supports(device_fact
     assert (total - psi(a) - psi(b)).abs().max() < tolerance
     matrix = device.holographic_matrix()
     assert (total[0] - matrix @ (a | b)[0].to(torch.float64)).abs().max() < tolerance
+
+
+@pytest.mark.parametrize("elements", [3, 11, 64, 65, 130])
+@pytest.mark.parametrize("frames", [1, 7, 512])
+def test_distinct_rows_is_numpys_row_unique(elements: int, frames: int) -> None:
+    # Rows of up to 8 bytes go through 64-bit keys: same first indices, same inverse, same dtypes as np.unique.
+    rng = np.random.default_rng(elements * 1000 + frames)
+    for density in (0.05, 0.5):
+        binary = rng.random((frames, elements)) < density
+        repeats = np.arange(3, frames, 3)
+        binary[repeats] = binary[repeats - 2]  # repeated rows
+        packed = np.packbits(binary, axis=1)
+        _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+        got_first, got_inverse = distinct_rows(packed)
+        assert got_first.dtype == first.dtype and got_inverse.dtype == inverse.dtype
+        np.testing.assert_array_equal(got_first, first)
+        np.testing.assert_array_equal(got_inverse, inverse.reshape(-1))
