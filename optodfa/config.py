@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from optodfa.models import ACTIVATIONS, MODELS
+from optodfa.schedule import SCHEDULES
 from optodfa.seeding import check_seed
 from optodfa.validation import check_bool, check_choice, check_int, check_real
 
@@ -47,7 +48,11 @@ class TrainConfig:
         seed: initialisation and data-order seed. feedback_seed: seed of ``B`` (kept separate).
         noise_seed: device noise seed, ``None`` derives it from ``feedback_seed``.
         epochs, batch_size, lr, optimizer, momentum, weight_decay: optimisation.
-        alignment_every: measure gradient and weight alignment every this many steps (0: never).
+        alignment_every: measure gradient and weight alignment every this many steps (0: never); used by the
+            ``"every"`` schedule only.
+        alignment_schedule: ``"every"`` (every ``alignment_every`` steps) or ``"log"`` (alignment and weight
+            snapshots on a log-spaced step grid, :func:`optodfa.schedule.log_grid`, so long runs stay small).
+        alignment_per_decade: points per decade of steps of the ``"log"`` schedule.
         checkpoint_every: also checkpoint every this many steps (0: at epoch ends only).
         on_nonfinite: ``"raise"`` or ``"skip"`` for batches whose error holds NaN or inf.
         torch_device: ``"cpu"``, ``"cuda"``, ...
@@ -85,6 +90,8 @@ class TrainConfig:
     momentum: float = 0.9  # MOMENTUM_DEFAULT
     weight_decay: float = 0.0
     alignment_every: int = 100
+    alignment_schedule: str = "every"
+    alignment_per_decade: int = 10
     checkpoint_every: int = 0
     on_nonfinite: str = "raise"
     torch_device: str = "cpu"
@@ -130,6 +137,8 @@ class TrainConfig:
         put("momentum", check_real("momentum", self.momentum, low=0.0, high=1.0, high_open=True))
         put("weight_decay", check_real("weight_decay", self.weight_decay, low=0.0))
         put("alignment_every", check_int("alignment_every", self.alignment_every, low=0))
+        put("alignment_schedule", _choice("alignment_schedule", self.alignment_schedule, SCHEDULES))
+        put("alignment_per_decade", check_int("alignment_per_decade", self.alignment_per_decade, low=1))
         put("checkpoint_every", check_int("checkpoint_every", self.checkpoint_every, low=0))
         put("on_nonfinite", _choice("on_nonfinite", self.on_nonfinite, ("raise", "skip")))
         if not isinstance(self.torch_device, str) or not self.torch_device.strip():
