@@ -117,12 +117,7 @@ def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None =
         check_writable(out)  # before the data load, which can take seconds; RunFile.create writes it at the end
         if not force:
             _refuse_existing(out)
-    data = load_dataset(config.dataset, root=config.data_root, download=config.download, limit=config.limit,
-                        input_size=config.input_size, flatten=config.model == "mlp")
-    if config.label_noise > 0:
-        # The training labels' seed is the one used before test noise existed: same seed, same training labels.
-        data = data.with_label_noise(config.label_noise, seed=derive_seed(config.seed, 3),
-                                     test=config.label_noise_test)
+    data = load_training_data(config)
     device = torch.device(config.torch_device)
     torch.manual_seed(derive_seed(config.seed, 0))
     network = build_model(config.model, data.input_shape, config.hidden, data.num_classes,
@@ -148,6 +143,17 @@ def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None =
             lock.release()
             raise
     return Session(config, data, model, optimizer, run, report, lock)
+
+
+def load_training_data(config: TrainConfig) -> Dataset:
+    """The data set a run of ``config`` trains on, label noise included (the labels its steps saw)."""
+    data = load_dataset(config.dataset, root=config.data_root, download=config.download, limit=config.limit,
+                        input_size=config.input_size, flatten=config.model == "mlp")
+    if config.label_noise > 0:
+        # The training labels' seed is the one used before test noise existed: same seed, same training labels.
+        data = data.with_label_noise(config.label_noise, seed=derive_seed(config.seed, 3),
+                                     test=config.label_noise_test)
+    return data
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
