@@ -81,7 +81,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="resize images to PIXELS x PIXELS (default: as stored)")
     p.add_argument("--model", choices=MODELS, default=d.model, help="network family")
     p.add_argument("--hidden", default=None, help="hidden widths, comma-separated (default: 800,800 for mlp); with "
-                   f"--model cnn the conv layers' output channels (default: {','.join(map(str, CNN_CHANNELS))})")
+                   f"--model cnn the conv layers' output channels (default: {','.join(map(str, CNN_CHANNELS))}); with "
+                   "--model residual the stem's width then one equal width per residual block")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=d.activation, help="hidden activation")
     p.add_argument("--no-bias", action="store_true", help="Linear layers without bias")
     p.add_argument("--method", choices=METHODS, default=d.method, help="training method")

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from optodfa.models import ACTIVATIONS, MODELS
+from optodfa.models import ACTIVATIONS, MODELS, check_residual_widths
 from optodfa.schedule import SCHEDULES
 from optodfa.seeding import check_seed
 from optodfa.validation import check_bool, check_choice, check_int, check_real
@@ -40,8 +40,9 @@ class TrainConfig:
     Attributes:
         dataset, data_root, download, limit: data set name, optional folder, whether a missing data set may be
             downloaded (checksummed), first ``limit`` training samples only.
-        model, hidden, activation, bias: the network: ``mlp`` with hidden widths ``hidden``, or ``cnn`` with 3 x 3
-            conv layers of ``hidden`` output channels then a linear layer (image input; ``bias`` applies to all).
+        model, hidden, activation, bias: the network: ``mlp`` with hidden widths ``hidden``, ``cnn`` with 3 x 3
+            conv layers of ``hidden`` output channels then a linear layer (image input), or ``residual``: a stem
+            and ``len(hidden) - 1`` residual blocks, all of width ``hidden[0]`` (``bias`` applies to all).
         method: ``"dfa"`` or ``"bp"``.
         device, profile, overrides: the feedback projector (registry name, optional profile, ``{"key": value}``).
         feedback_scale: ``"auto"`` (``1/sqrt(n_max)``) or a positive number multiplying ``B e``.
@@ -113,6 +114,8 @@ class TrainConfig:
         put("limit", None if self.limit is None else check_int("limit", self.limit, low=1))
         put("model", _choice("model", self.model, MODELS))
         put("hidden", _widths(self.hidden))
+        if self.model == "residual":
+            check_residual_widths(self.hidden)
         put("activation", _choice("activation", self.activation, ACTIVATIONS))
         put("bias", check_bool("bias", self.bias))
         put("method", _choice("method", self.method, METHODS))

@@ -122,11 +122,7 @@ def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None =
     torch.manual_seed(derive_seed(config.seed, 0))
     network = build_model(config.model, data.input_shape, config.hidden, data.num_classes,
                           activation=config.activation, bias=config.bias).to(device)
-    input_shape = (int(np.prod(data.input_shape)),) if data.x_train.ndim == 2 else tuple(data.input_shape)
-    model, report = convert(network, input_shape, projector=config.device, feedback_seed=config.feedback_seed,
-                            profile=config.profile, overrides=config.device_overrides(), noise_seed=config.noise_seed,
-                            feedback_scale=config.feedback_scale, mode=config.method,
-                            on_nonfinite=config.on_nonfinite)
+    model, report = wrap_network(config, network, data)
     optimizer = make_optimizer(config, model)
     if run is None:
         lock = RunLock(out).acquire()
@@ -148,12 +144,27 @@ def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None =
 def load_training_data(config: TrainConfig) -> Dataset:
     """The data set a run of ``config`` trains on, label noise included (the labels its steps saw)."""
     data = load_dataset(config.dataset, root=config.data_root, download=config.download, limit=config.limit,
-                        input_size=config.input_size, flatten=config.model == "mlp")
+                        input_size=config.input_size, flatten=config.model in ("mlp", "residual"))
     if config.label_noise > 0:
         # The training labels' seed is the one used before test noise existed: same seed, same training labels.
         data = data.with_label_noise(config.label_noise, seed=derive_seed(config.seed, 3),
                                      test=config.label_noise_test)
     return data
+
+
+def wrap_network(config: TrainConfig, network: nn.Module, data: Dataset) -> tuple[DFAModel, list[str]]:
+    """The DFA model of ``network``: :func:`convert` for an ``nn.Sequential``, :meth:`DFAModel.from_module` for a
+    module with its own feedback points (``model = "residual"``, whose last layer is ``head``)."""
+    input_shape = (int(np.prod(data.input_shape)),) if data.x_train.ndim == 2 else tuple(data.input_shape)
+    settings = dict(projector=config.device, feedback_seed=config.feedback_seed, profile=config.profile,
+                    overrides=config.device_overrides(), noise_seed=config.noise_seed,
+                    feedback_scale=config.feedback_scale, mode=config.method, on_nonfinite=config.on_nonfinite)
+    if isinstance(network, nn.Sequential):
+        return convert(network, input_shape, **settings)
+    parameter = next(network.parameters())
+    example = torch.zeros(1, *input_shape, dtype=parameter.dtype, device=parameter.device)
+    model = DFAModel.from_module(network, example, output_layer=getattr(network, "head", None), **settings)
+    return model, list(model.report)
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

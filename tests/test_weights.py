@@ -212,7 +212,7 @@ def test_report_shows_the_cross_seed_cosine_of_a_sweep(tmp_path, capsys):
     folder = tmp_path / "sweep"
     optodfa.sweep.run(grid, folder, workers=0, progress=False, tensorboard=False, figures=False, log=quiet)
     text = report(folder)
-    assert "Cross-seed cosine of the final weights" in text
+    assert "Cross-seed cosine of the final weights, per layer" in text
     lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| dfa")
              or line.startswith("| bp")}
     for method in ("dfa", "bp"):
@@ -250,3 +250,28 @@ def test_a_failed_run_resumes_to_the_snapshots_of_an_uninterrupted_one(tmp_path,
     for name in whole.snapshots:
         np.testing.assert_array_equal(whole.snapshots[name], again.snapshots[name])
         np.testing.assert_array_equal(whole.final[name], again.final[name])
+
+
+# -- optodfa train --model residual ---------------------------------------------------------------------------------
+def test_cli_trains_a_residual_mlp_one_step(tmp_path, capsys):
+    out = tmp_path / "residual.h5"
+    assert main(["train", "--dataset", "digits", "--model", "residual", "--hidden", "32,32,32", "--limit", "64",
+                 "--batch-size", "64", "--epochs", "1", "--alignment-every", "1", "--no-progress",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    run = RunFile.load(out)
+    assert run.attrs["status"] == "completed" and run.series["metrics/step"] == [1.0]
+    assert set(run.attrs["model"]["hidden"]) == {"stem", "block1", "block2"}
+    assert set(k.rsplit("/", 1)[1] for k in run.series if k.startswith("alignment/gradient/")) == {
+        "stem", "block1", "block2", "total"}
+    weights = read_weights(out)
+    assert set(weights.final) == {"stem", "output"}  # the blocks' points name no layer, so no weight by layer
+    assert not np.array_equal(weights.final["stem"], weights.initial["stem"])  # the one step trained the stem
+
+
+def test_cli_refuses_residual_widths_that_differ(tmp_path, capsys):
+    assert main(["train", "--dataset", "digits", "--model", "residual", "--hidden", "32,16", "--out",
+                 str(tmp_path / "r.h5")]) == 2
+    assert "model 'residual' takes hidden = the stem's width then one equal width" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="got 32"):
+        TrainConfig(model="residual", hidden=(32,))

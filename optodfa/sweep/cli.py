@@ -57,6 +57,6 @@ def report(folder: str | Path) -> str:
     text = f"sweep {folder}: {len(summary.runs)} runs ({counts})\n\n{summary.markdown()}"
     cross = cross_seed_markdown(summary)
     if cross:
-        text += ("\nCross-seed cosine of the final weights (mean over pairs of seeds; DFA runs sharing B end "
-                 "alike, BP runs do not):\n\n" + cross)
+        text += ("\nCross-seed cosine of the final weights, per layer (mean over pairs of seeds of one "
+                 "setting):\n\n" + cross)
     return text
