@@ -65,9 +65,19 @@ def peak(steps: np.ndarray, values: np.ndarray) -> tuple[int, float]:
     return int(steps[index]), float(values[index])
 
 
-def bottom_first(peak_steps: Sequence[int]) -> bool:
-    """Whether the layers, listed bottom to top, peak in that order (ties allowed)."""
-    return all(a <= b for a, b in itertools.pairwise(peak_steps))
+def rise(steps: np.ndarray, values: np.ndarray) -> int:
+    """The first step at which a curve has gone half the way from its first value to its peak; -1 when it never
+    rose above its first value."""
+    start, top = float(values[0]), float(np.max(values))
+    if top <= start:
+        return -1
+    return int(steps[np.flatnonzero(values >= start + 0.5 * (top - start))[0]])
+
+
+def bottom_first(steps: Sequence[int]) -> bool:
+    """Whether the layers, listed bottom to top, reach a mark (their peak, their half-rise) in that order (ties
+    allowed); a layer that never rose (-1) breaks the order."""
+    return all(a >= 0 for a in steps) and all(a <= b for a, b in itertools.pairwise(steps))
 
 
 def mlp_outputs(weights: Mapping[str, np.ndarray], x: np.ndarray, activation: str) -> np.ndarray:

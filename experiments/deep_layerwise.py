@@ -29,6 +29,7 @@ from experiments._deep import (
     curves,
     log_axis,
     peak,
+    rise,
     run_seeds,
 )
 from optodfa.cross_seed import cross_seed
@@ -105,16 +106,20 @@ def analyse(label: str, runs: list) -> dict:
     mean_weight = weight.mean(axis=0)
     peaks = [peak(steps, mean_weight[j]) for j in range(len(WEIGHT_LAYERS))]
     seed_peaks = [[peak(steps, weight[i, j])[0] for j in range(len(WEIGHT_LAYERS))] for i in range(len(runs))]
+    rises = [rise(steps, mean_weight[j]) for j in range(len(WEIGHT_LAYERS))]
+    seed_rises = [[rise(steps, weight[i, j]) for j in range(len(WEIGHT_LAYERS))] for i in range(len(runs))]
     cross = cross_seed([run.path for run in runs])
     accuracy = np.array([run.series["metrics/test_accuracy"][-1] for run in runs])
     train_loss = np.array([run.series["metrics/train_loss"][-1] for run in runs])
     arrays = {"step": steps, "weight_alignment": weight, "gradient_alignment": gradient,
               "weight_peak_step": np.array([p[0] for p in peaks]), "weight_peak": np.array([p[1] for p in peaks]),
-              "seed_weight_peak_step": np.array(seed_peaks), "cross_seed_step": cross.steps,
+              "seed_weight_peak_step": np.array(seed_peaks), "weight_rise_step": np.array(rises),
+              "seed_weight_rise_step": np.array(seed_rises), "cross_seed_step": cross.steps,
               "cross_seed": np.array([cross.course[name] for name in [*GRADIENT_LAYERS, "output", "total"]]),
               "test_accuracy": accuracy, "train_loss": train_loss}
     return {"label": label, "steps": steps, "weight": weight, "gradient": gradient, "peaks": peaks,
-            "seed_peaks": seed_peaks, "cross": cross, "accuracy": accuracy, "train_loss": train_loss,
+            "seed_peaks": seed_peaks, "rises": rises, "seed_rises": seed_rises, "cross": cross, "accuracy": accuracy,
+            "train_loss": train_loss,
             "epochs": len(runs[0].series["metrics/test_accuracy"]), "arrays": arrays}
 
 
@@ -172,15 +177,22 @@ def tables(settings: Settings, results: dict[str, dict]) -> tuple[str, dict]:
             continue
         steps = [p[0] for p in result["peaks"]]
         ordered = sum(bottom_first(seed) for seed in result["seed_peaks"])
+        risen = sum(bottom_first(seed) for seed in result["seed_rises"])
         rows.append([label, *(f"{s} ({v:.3f})" for s, v in result["peaks"]), "yes" if bottom_first(steps) else "no",
-                     f"{ordered}/{len(result['seed_peaks'])}"])
+                     f"{ordered}/{len(result['seed_peaks'])}", ", ".join(map(str, result["rises"])),
+                     "yes" if bottom_first(result["rises"]) else "no", f"{risen}/{len(result['seed_rises'])}"])
         key = label.replace(" ", "_").replace("-", "_")
         attrs[f"{key}_wa_peak_steps"] = steps
+        attrs[f"{key}_wa_peaks"] = [p[1] for p in result["peaks"]]
         attrs[f"{key}_bottom_first"] = bool(bottom_first(steps))
+        attrs[f"{key}_wa_rise_steps"] = list(result["rises"])
+        attrs[f"{key}_rise_bottom_first"] = bool(bottom_first(result["rises"]))
     text = ("Weight alignment per layer: the step of its peak (mean over seeds) and the peak value; whether the "
-            "peaks come bottom first (layer2 ≤ layer3 ≤ layer4 ≤ output), for the mean curves and per seed.\n\n")
-    text += markdown_table(["run", *(f"{layer} peak step (WA)" for layer in WEIGHT_LAYERS), "bottom first (mean)",
-                            "bottom first (seeds)"], rows)
+            "peaks come bottom first (layer2 ≤ layer3 ≤ layer4 ≤ output), for the mean curves and per seed; the "
+            "step at which each layer's mean curve has first gone half the way from its initial value to its peak "
+            "(-1: it never rose), and whether those come bottom first.\n\n")
+    text += markdown_table(["run", *(f"{layer} peak step (WA)" for layer in WEIGHT_LAYERS), "peaks bottom first (mean)",
+                            "(seeds)", "half-rise steps", "rises bottom first (mean)", "(seeds)"], rows)
     rows = []
     for label, result in results.items():
         final = result["cross"].final

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from experiments import deep_layerwise, label_noise
-from experiments._deep import GRADIENT_LAYERS, WEIGHT_LAYERS, bottom_first, mlp_outputs
+from experiments._deep import GRADIENT_LAYERS, WEIGHT_LAYERS, bottom_first, mlp_outputs, rise
 from optodfa.models import build_model
 
 
@@ -77,3 +77,8 @@ def test_numpy_forward_matches_the_torch_network():
 
 def test_bottom_first():
     assert bottom_first([1, 2, 2, 5]) and not bottom_first([3, 2, 4, 5]) and bottom_first([7])
+    assert not bottom_first([-1, 2, 3]) and not bottom_first([1, 2, -1])
+    steps = np.array([0, 1, 2, 4, 8])
+    assert rise(steps, np.array([0.0, 0.1, 0.3, 0.6, 0.5])) == 2
+    assert rise(steps, np.array([0.2, 0.3, 0.5, 0.7, 1.0])) == 4  # half way from 0.2 to 1.0: 0.6
+    assert rise(steps, np.array([0.5, 0.1, 0.3, 0.4, 0.2])) == -1
