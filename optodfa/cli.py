@@ -29,6 +29,7 @@ from optodfa.config import (
     training_memory,
 )
 from optodfa.models import ACTIVATIONS, CNN_CHANNELS, MODELS, parse_hidden
+from optodfa.schedule import SCHEDULES
 
 DEMO_OUT = "results/demo.h5"
 DEBUG_ENV = "OPTODFA_DEBUG"
@@ -80,7 +81,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="resize images to PIXELS x PIXELS (default: as stored)")
     p.add_argument("--model", choices=MODELS, default=d.model, help="network family")
     p.add_argument("--hidden", default=None, help="hidden widths, comma-separated (default: 800,800 for mlp); with "
-                   f"--model cnn the conv layers' output channels (default: {','.join(map(str, CNN_CHANNELS))})")
+                   f"--model cnn the conv layers' output channels (default: {','.join(map(str, CNN_CHANNELS))}); with "
+                   "--model residual the stem's width then one equal width per residual block")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=d.activation, help="hidden activation")
     p.add_argument("--no-bias", action="store_true", help="Linear layers without bias")
     p.add_argument("--method", choices=METHODS, default=d.method, help="training method")
@@ -109,6 +111,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise-seed", type=int, default=None, help="device noise seed (default: from feedback seed)")
     p.add_argument("--alignment-every", type=int, default=d.alignment_every, help="steps between alignment "
                    "measurements (0: never)")
+    p.add_argument("--alignment-schedule", choices=SCHEDULES, default=d.alignment_schedule,
+                   help="when to measure alignment: every --alignment-every steps, or on a log-spaced step grid "
+                   "(log: also weight snapshots, kept in the run file)")
+    p.add_argument("--alignment-per-decade", type=int, default=d.alignment_per_decade, metavar="N",
+                   help="points per decade of steps of --alignment-schedule log")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="steps between checkpoints inside an epoch (0: epoch ends only)")
     p.add_argument("--on-nonfinite", choices=("raise", "skip"), default=d.on_nonfinite,
@@ -143,7 +150,8 @@ def _config_from(args: argparse.Namespace, *, base: TrainConfig | None = None,
         feedback_scale=args.feedback_scale, seed=args.seed, feedback_seed=args.feedback_seed,
         noise_seed=args.noise_seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, momentum=_momentum(args), weight_decay=args.weight_decay,
-        alignment_every=args.alignment_every, checkpoint_every=args.checkpoint_every,
+        alignment_every=args.alignment_every, alignment_schedule=args.alignment_schedule,
+        alignment_per_decade=args.alignment_per_decade, checkpoint_every=args.checkpoint_every,
         on_nonfinite=args.on_nonfinite, torch_device=args.torch_device, label_noise=args.label_noise,
         label_noise_test=args.label_noise_test, feedback=args.feedback, feedback_file=args.feedback_file,
         loss_reduction=args.loss_reduction, input_size=args.input_size)

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from optodfa.models import ACTIVATIONS, MODELS
+from optodfa.models import ACTIVATIONS, MODELS, check_residual_widths
+from optodfa.schedule import SCHEDULES
 from optodfa.seeding import check_seed
 from optodfa.validation import check_bool, check_choice, check_int, check_real
 
@@ -39,15 +40,20 @@ class TrainConfig:
     Attributes:
         dataset, data_root, download, limit: data set name, optional folder, whether a missing data set may be
             downloaded (checksummed), first ``limit`` training samples only.
-        model, hidden, activation, bias: the network: ``mlp`` with hidden widths ``hidden``, or ``cnn`` with 3 x 3
-            conv layers of ``hidden`` output channels then a linear layer (image input; ``bias`` applies to all).
+        model, hidden, activation, bias: the network: ``mlp`` with hidden widths ``hidden``, ``cnn`` with 3 x 3
+            conv layers of ``hidden`` output channels then a linear layer (image input), or ``residual``: a stem
+            and ``len(hidden) - 1`` residual blocks, all of width ``hidden[0]`` (``bias`` applies to all).
         method: ``"dfa"`` or ``"bp"``.
         device, profile, overrides: the feedback projector (registry name, optional profile, ``{"key": value}``).
         feedback_scale: ``"auto"`` (``1/sqrt(n_max)``) or a positive number multiplying ``B e``.
         seed: initialisation and data-order seed. feedback_seed: seed of ``B`` (kept separate).
         noise_seed: device noise seed, ``None`` derives it from ``feedback_seed``.
         epochs, batch_size, lr, optimizer, momentum, weight_decay: optimisation.
-        alignment_every: measure gradient and weight alignment every this many steps (0: never).
+        alignment_every: measure gradient and weight alignment every this many steps (0: never); used by the
+            ``"every"`` schedule only.
+        alignment_schedule: ``"every"`` (every ``alignment_every`` steps) or ``"log"`` (alignment and weight
+            snapshots on a log-spaced step grid, :func:`optodfa.schedule.log_grid`, so long runs stay small).
+        alignment_per_decade: points per decade of steps of the ``"log"`` schedule.
         checkpoint_every: also checkpoint every this many steps (0: at epoch ends only).
         on_nonfinite: ``"raise"`` or ``"skip"`` for batches whose error holds NaN or inf.
         torch_device: ``"cpu"``, ``"cuda"``, ...
@@ -85,6 +91,8 @@ class TrainConfig:
     momentum: float = 0.9  # MOMENTUM_DEFAULT
     weight_decay: float = 0.0
     alignment_every: int = 100
+    alignment_schedule: str = "every"
+    alignment_per_decade: int = 10
     checkpoint_every: int = 0
     on_nonfinite: str = "raise"
     torch_device: str = "cpu"
@@ -106,6 +114,8 @@ class TrainConfig:
         put("limit", None if self.limit is None else check_int("limit", self.limit, low=1))
         put("model", _choice("model", self.model, MODELS))
         put("hidden", _widths(self.hidden))
+        if self.model == "residual":
+            check_residual_widths(self.hidden)
         put("activation", _choice("activation", self.activation, ACTIVATIONS))
         put("bias", check_bool("bias", self.bias))
         put("method", _choice("method", self.method, METHODS))
@@ -130,6 +140,8 @@ class TrainConfig:
         put("momentum", check_real("momentum", self.momentum, low=0.0, high=1.0, high_open=True))
         put("weight_decay", check_real("weight_decay", self.weight_decay, low=0.0))
         put("alignment_every", check_int("alignment_every", self.alignment_every, low=0))
+        put("alignment_schedule", _choice("alignment_schedule", self.alignment_schedule, SCHEDULES))
+        put("alignment_per_decade", check_int("alignment_per_decade", self.alignment_per_decade, low=1))
         put("checkpoint_every", check_int("checkpoint_every", self.checkpoint_every, low=0))
         put("on_nonfinite", _choice("on_nonfinite", self.on_nonfinite, ("raise", "skip")))
         if not isinstance(self.torch_device, str) or not self.torch_device.strip():

@@ -20,7 +20,7 @@ from optodfa.validation import check_bool, check_choice, check_int
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 # What `TrainConfig.model` (and `optodfa train --model`) builds; see build_model for how `hidden` is read.
-MODELS = ("mlp", "cnn")
+MODELS = ("mlp", "cnn", "residual")
 CNN_CHANNELS = (16, 32)  # the CLI's --hidden default under --model cnn
 
 
@@ -202,17 +202,34 @@ def char_transformer(vocab_size: int, *, context: int = 32, width: int = 32, hea
 
 
 def build_model(model: str, input_shape: Sequence[int], hidden: Sequence[int], num_classes: int, *,
-                activation: str = "tanh", bias: bool = True) -> nn.Sequential:
+                activation: str = "tanh", bias: bool = True) -> nn.Module:
     """The network ``model`` names (:data:`MODELS`), as a run configuration describes it.
 
     ``"mlp"``: :func:`mlp` with hidden widths ``hidden``. ``"cnn"``: :func:`cnn` with one 3 × 3 conv layer of
     ``hidden[i]`` output channels each (``same`` padding, no pooling), then the linear output layer; it needs
-    ``input_shape`` ``(C, H, W)`` (an image, not flattened).
+    ``input_shape`` ``(C, H, W)`` (an image, not flattened). ``"residual"``: :func:`residual_mlp` with one
+    feedback point per entry of ``hidden`` — the stem and ``len(hidden) - 1`` residual blocks — so the entries
+    must be equal (the skip connections add vectors of one width) and at least two.
+    mlp and cnn are ``nn.Sequential`` (for :func:`optodfa.dfa.convert`); residual is a module with its own
+    feedback points (for :meth:`optodfa.dfa.DFAModel.from_module`).
     """
     check_choice("model", model, MODELS)
     if model == "cnn":
         return cnn(input_shape, num_classes, channels=tuple(hidden), activation=activation, bias=bias)
+    if model == "residual":
+        check_residual_widths(hidden)
+        return residual_mlp(input_shape, hidden[0], num_classes, blocks=len(hidden) - 1, activation=activation,
+                            bias=bias)
     return mlp(input_shape, hidden, num_classes, activation=activation, bias=bias)
+
+
+def check_residual_widths(hidden: Sequence[int]) -> None:
+    """Raise unless ``hidden`` can describe a residual MLP: at least two equal widths (stem, then blocks)."""
+    widths = list(hidden)
+    if len(widths) < 2 or len(set(widths)) != 1:
+        raise ValueError(f"model 'residual' takes hidden = the stem's width then one equal width per residual block "
+                         f"(at least two equal widths, e.g. 256,256,256 for a stem and 2 blocks); got "
+                         f"{','.join(map(str, widths))}")
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:

@@ -16,7 +16,9 @@ Layout (fixed names so other tools can read them)::
     /checkpoint            the latest checkpoint, a tree of plain datasets (:mod:`optodfa.h5tree`): model/<tensor
                            name>, optimizer/..., projector/..., torch_rng; attributes epoch, batch, step and
                            series_lengths (JSON: the length of every series when it was taken)
-    /<name>                any other tree kept in :attr:`RunFile.trees` (e.g. weights by layer), same codec
+    /weights               initial/<layer>, final/<layer>, snapshots/step and snapshots/<layer>: the weight
+                           matrices by layer (:mod:`optodfa.weights`), plain float32/int64 datasets
+    /<name>                any other tree kept in :attr:`RunFile.trees`, same codec
 
 Every series is a 1-D resizable float64 dataset; every dataset is chunked with a fletcher32 checksum. Nothing is
 pickled: a run file cannot make its reader run code, and a checkpoint of optodfa 0.1 (a pickle in

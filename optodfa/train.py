@@ -41,7 +41,9 @@ from optodfa.interrupt import StopOnSignals
 from optodfa.models import build_model
 from optodfa.runlock import RunLock
 from optodfa.runlog import RunFile, RunFileError, check_writable
+from optodfa.schedule import on_log_grid
 from optodfa.seeding import derive_seed, torch_generator
+from optodfa.weights import layer_weights, record_final, record_initial, record_snapshot, truncate_snapshots
 
 DEVICE_SERIES = ("frames", "hardware_seconds", "energy_joules", "saturated_pixels", "projections", "macs",
                  "faults", "retries")
@@ -115,21 +117,12 @@ def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None =
         check_writable(out)  # before the data load, which can take seconds; RunFile.create writes it at the end
         if not force:
             _refuse_existing(out)
-    data = load_dataset(config.dataset, root=config.data_root, download=config.download, limit=config.limit,
-                        input_size=config.input_size, flatten=config.model == "mlp")
-    if config.label_noise > 0:
-        # The training labels' seed is the one used before test noise existed: same seed, same training labels.
-        data = data.with_label_noise(config.label_noise, seed=derive_seed(config.seed, 3),
-                                     test=config.label_noise_test)
+    data = load_training_data(config)
     device = torch.device(config.torch_device)
     torch.manual_seed(derive_seed(config.seed, 0))
     network = build_model(config.model, data.input_shape, config.hidden, data.num_classes,
                           activation=config.activation, bias=config.bias).to(device)
-    input_shape = (int(np.prod(data.input_shape)),) if data.x_train.ndim == 2 else tuple(data.input_shape)
-    model, report = convert(network, input_shape, projector=config.device, feedback_seed=config.feedback_seed,
-                            profile=config.profile, overrides=config.device_overrides(), noise_seed=config.noise_seed,
-                            feedback_scale=config.feedback_scale, mode=config.method,
-                            on_nonfinite=config.on_nonfinite)
+    model, report = wrap_network(config, network, data)
     optimizer = make_optimizer(config, model)
     if run is None:
         lock = RunLock(out).acquire()
@@ -146,6 +139,32 @@ def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None =
             lock.release()
             raise
     return Session(config, data, model, optimizer, run, report, lock)
+
+
+def load_training_data(config: TrainConfig) -> Dataset:
+    """The data set a run of ``config`` trains on, label noise included (the labels its steps saw)."""
+    data = load_dataset(config.dataset, root=config.data_root, download=config.download, limit=config.limit,
+                        input_size=config.input_size, flatten=config.model in ("mlp", "residual"))
+    if config.label_noise > 0:
+        # The training labels' seed is the one used before test noise existed: same seed, same training labels.
+        data = data.with_label_noise(config.label_noise, seed=derive_seed(config.seed, 3),
+                                     test=config.label_noise_test)
+    return data
+
+
+def wrap_network(config: TrainConfig, network: nn.Module, data: Dataset) -> tuple[DFAModel, list[str]]:
+    """The DFA model of ``network``: :func:`convert` for an ``nn.Sequential``, :meth:`DFAModel.from_module` for a
+    module with its own feedback points (``model = "residual"``, whose last layer is ``head``)."""
+    input_shape = (int(np.prod(data.input_shape)),) if data.x_train.ndim == 2 else tuple(data.input_shape)
+    settings = dict(projector=config.device, feedback_seed=config.feedback_seed, profile=config.profile,
+                    overrides=config.device_overrides(), noise_seed=config.noise_seed,
+                    feedback_scale=config.feedback_scale, mode=config.method, on_nonfinite=config.on_nonfinite)
+    if isinstance(network, nn.Sequential):
+        return convert(network, input_shape, **settings)
+    parameter = next(network.parameters())
+    example = torch.zeros(1, *input_shape, dtype=parameter.dtype, device=parameter.device)
+    model = DFAModel.from_module(network, example, output_layer=getattr(network, "head", None), **settings)
+    return model, list(model.report)
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -257,6 +276,7 @@ def _record_failure(session: Session, exc: Exception) -> None:
     """Write ``status = "failed"``, the error and its step, keeping the file as it was at its last checkpoint."""
     run = session.run
     run.truncate(run.checkpoint[1]["series_lengths"] if run.checkpoint is not None else {})
+    truncate_snapshots(run.trees, run.checkpoint[1]["step"] if run.checkpoint is not None else 0)
     run.attrs.update(status="failed", error=f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__,
                      error_step=session.model.step, ended_utc=utc_now())
     try:
@@ -319,6 +339,9 @@ def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, sto
         _restore(session, start)
         first_epoch, first_batch = start["epoch"], start["batch"]
         loss_sum, loss_count = start["loss_sum"], start["loss_count"]
+        truncate_snapshots(run.trees, start["step"])  # taken after the checkpoint: they are taken again
+    else:
+        record_initial(run.trees, layer_weights(model))
     steps_this_process = 0
     model.train()
 
@@ -336,8 +359,10 @@ def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, sto
             x, y = data.x_train[index].to(device), y_train[index].to(device)
 
             # Alignment is measured on the batch about to be trained, before the update, with the same weights.
-            if config.alignment_every and model.step % config.alignment_every == 0:
+            if _alignment_due(config, model.step):
                 _record_alignment(run, model, x, y)
+                if config.alignment_schedule == "log":
+                    record_snapshot(run.trees, model.step, layer_weights(model))
 
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x), y, reduction=config.loss_reduction)
@@ -376,11 +401,19 @@ def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, sto
         log(f"epoch {epoch + 1}/{config.epochs}: test accuracy {accuracy:.4f}, "
             f"train loss {run.series['metrics/train_loss'][-1]:.4f}")
         if epoch + 1 == config.epochs:
+            record_final(run.trees, layer_weights(model))
             run.attrs["status"] = "completed"
             run.attrs["ended_utc"] = utc_now()
         _checkpoint(session, epoch + 1, 0, 0.0, 0)
     if stop is not None and stop.requested:  # arrived after the last step: the file is complete, still say so
         raise stop.interrupted(model.step, run.path)
+
+
+def _alignment_due(config: TrainConfig, step: int) -> bool:
+    """Whether alignment (and, on the log schedule, a weight snapshot) is taken before the update of ``step``."""
+    if config.alignment_schedule == "log":
+        return on_log_grid(step, config.alignment_per_decade)
+    return bool(config.alignment_every) and step % config.alignment_every == 0
 
 
 def _record_alignment(run: RunFile, model: DFAModel, x: torch.Tensor, y: torch.Tensor) -> None:

@@ -49,8 +49,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def report(folder: str | Path) -> str:
     """The summary table of the sweep in ``folder`` (``optodfa report SWEEP_DIR``), from its files alone."""
+    from optodfa.cross_seed import cross_seed_markdown
     from optodfa.sweep.summary import summarise
 
     summary = summarise(folder)
     counts = ", ".join(f"{n} {status}" for status, n in summary.counts().items() if n)
-    return f"sweep {folder}: {len(summary.runs)} runs ({counts})\n\n{summary.markdown()}"
+    text = f"sweep {folder}: {len(summary.runs)} runs ({counts})\n\n{summary.markdown()}"
+    cross = cross_seed_markdown(summary)
+    if cross:
+        text += ("\nCross-seed cosine of the final weights, per layer (mean over pairs of seeds of one "
+                 "setting):\n\n" + cross)
+    return text
