@@ -32,7 +32,6 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 import optodfa
-from optodfa.alignment import gradient_alignment, weight_alignment
 from optodfa.config import TrainConfig
 from optodfa.data import Dataset, load_dataset
 from optodfa.dfa import DFAModel, convert
@@ -42,6 +41,7 @@ from optodfa.models import build_model
 from optodfa.runlock import RunLock
 from optodfa.runlog import RunFile, RunFileError, check_writable
 from optodfa.seeding import derive_seed, torch_generator
+from optodfa.study_metrics import record_alignment
 
 DEVICE_SERIES = ("frames", "hardware_seconds", "energy_joules", "saturated_pixels", "projections", "macs",
                  "faults", "retries")
@@ -384,9 +384,6 @@ def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, sto
 
 
 def _record_alignment(run: RunFile, model: DFAModel, x: torch.Tensor, y: torch.Tensor) -> None:
-    run.append("alignment/step", model.step)
-    for name, value in gradient_alignment(model, x, y, F.cross_entropy).items():
-        run.append(f"alignment/gradient/{name}", value)
-    for name, value in weight_alignment(model).items():
-        run.append(f"alignment/weight/{name}", value)
+    # Effective, ideal and device views of the alignment, and the device's fidelity (optodfa.study_metrics).
+    record_alignment(run, model, x, y)
 
