@@ -57,11 +57,13 @@ ENCODINGS: dict[str, dict[str, Any]] = {
 }
 BITS: tuple[int | str, ...] = (1, 2, 3, 4, 6, 8, 12, "unlimited")
 BITS_ENCODINGS = ("ternary-0.25", "sign", "bitplane-3")
-SHORT_BITS: tuple[int | str, ...] = (1, 2, 4, 8, "unlimited")
+SHORT_BITS: tuple[int | str, ...] = (1, 2, 8, "unlimited")  # the bits of the other encodings and families
 # photo-electrons/s per lit mirror per pixel; x 400 us x 8192 reference mirrors = mean e- per pixel of the reference
-PHOTON_RATES = (0.1, 1.0, 10.0, 100.0, 1500.0)
-READ_NOISE = (0.0, 2.0, 10.0, 30.0)  # e- rms
-RHOS = (0.999, 0.99, 0.9)
+PHOTON_RATES = (0.1, 3.0, 1500.0)
+READ_NOISE = (0.0, 10.0, 30.0)  # e- rms
+RHOS = (0.99, 0.9)
+ENCODING_AXIS = ("ternary-0.05", "ternary-0.25", "ternary-0.5", "sign", "bitplane-1", "bitplane-2", "bitplane-3",
+                 "bitplane-4")
 DRIFT_PERIOD = 1000  # frames
 REFERENCE_MIRRORS, EXPOSURE_S = 8192, 400e-6  # lighton-aurora: reference region, longest exposure
 SGD_LR = 0.05
@@ -73,7 +75,7 @@ def _bits_label(bits: int | str) -> str:
 
 
 def study_variants(*, bits: Sequence[int | str] = BITS, short_bits: Sequence[int | str] = SHORT_BITS,
-                   encodings: Sequence[str] = tuple(ENCODINGS), bits_encodings: Sequence[str] = BITS_ENCODINGS,
+                   encodings: Sequence[str] = ENCODING_AXIS, bits_encodings: Sequence[str] = BITS_ENCODINGS,
                    rates: Sequence[float] = PHOTON_RATES, read_noise: Sequence[float] = READ_NOISE,
                    rhos: Sequence[float] = RHOS) -> dict[str, dict[str, Any]]:
     """Variant label -> settings over the base (flat keys: TrainConfig fields and ``set.<device key>``)."""
@@ -86,11 +88,11 @@ def study_variants(*, bits: Sequence[int | str] = BITS, short_bits: Sequence[int
             raise ValueError(f"variant {label!r} defined twice")
         variants[label] = flat
 
-    for encoding in bits_encodings:
-        for b in bits:
+    for index, encoding in enumerate(bits_encodings):
+        for b in bits if index == 0 else short_bits:  # the first encoding gets every bit depth
             add(f"bits{_bits_label(b)}-{encoding}", {"camera.bits": b, **ENCODINGS[encoding]})
     for encoding in encodings:
-        if encoding not in bits_encodings or 8 not in bits:
+        if f"bits8-{encoding}" not in variants:
             add(f"bits8-{encoding}", {"camera.bits": 8, **ENCODINGS[encoding]})
     for rate in rates:
         for noise in read_noise:
@@ -119,30 +121,41 @@ def study_variants(*, bits: Sequence[int | str] = BITS, short_bits: Sequence[int
     return variants
 
 
-def full_grid() -> dict[str, Any]:
-    """The full study as a grid dict (see the module docstring)."""
-    base = {"dataset": "fashion-mnist", "hidden": [800, 800], "method": "dfa", "device": "opu-sim", "epochs": 3,
-            "limit": 10000, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "alignment_every": 10}
-    return {"description": "optical feedback study: camera bits, light, encoding, readout, drift (issue 8)",
-            "seeds": list(SEEDS), "feedback_seeds": [0], "base": base, "variants": study_variants()}
+CORE_GROUPS = ("digital", "bits", "light")  # the headline: bits, encoding, photon budget x read noise
+
+
+def _in_core(label: str) -> bool:
+    return label == "digital" or label.startswith(("bits", "light-"))
+
+
+def full_grids() -> dict[str, dict[str, Any]]:
+    """The full study as two grid dicts, ``core`` (digital, camera bits, encodings, light) and ``extra`` (readout,
+    drift, plain SGD, the deep MLP, bad input), run in that order so that the headline comes first."""
+    base = {"dataset": "fashion-mnist", "hidden": [800, 800], "method": "dfa", "device": "opu-sim", "epochs": 2,
+            "limit": 10000, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "alignment_every": 16}
+    variants = study_variants()
+    parts = {"core": {k: v for k, v in variants.items() if _in_core(k)},
+             "extra": {k: v for k, v in variants.items() if not _in_core(k)}}
+    return {part: {"description": f"optical feedback study ({part}): issue 8", "seeds": list(SEEDS),
+                   "feedback_seeds": [0], "base": base, "variants": chosen} for part, chosen in parts.items()}
 
 
 QUICK = ("digital", "bits1-ternary-0.25", "bitsinf-ternary-0.25", "bits1-bitplane-2", "bitsinf-bitplane-2",
          "light-rate0.1-read30", "light-rate1500-read30", "readout-intensity", "readout-intensity-evening",
-         "drift0.9-evening-recal", "deep-digital", "deep-bits2", "bad-dark-offset-4bit", "bad-diverging-lr")
+         "drift0.9-evening-recal", "deep-digital", "deep-bits1", "bad-dark-offset-4bit", "bad-diverging-lr")
 
 
 def quick_grid() -> dict[str, Any]:
     """A few seconds' version for tests: a level or two of every group (:data:`QUICK`), a small net, 2 seeds."""
     base = {"dataset": "fashion-mnist", "hidden": [32, 32], "method": "dfa", "device": "opu-sim", "epochs": 1,
             "limit": 400, "batch_size": 100, "lr": 1e-3, "optimizer": "adam", "alignment_every": 2}
-    every = study_variants(bits=(1, "unlimited"), short_bits=(2,), encodings=("ternary-0.25",),
+    every = study_variants(bits=(1, "unlimited"), short_bits=(1, "unlimited"), encodings=("ternary-0.25",),
                            bits_encodings=("ternary-0.25", "bitplane-2"), rates=(0.1, 1500.0), read_noise=(30.0,),
                            rhos=(0.9,))
     variants = {k: (every[k] if not k.startswith("deep-") else {**every[k], "hidden": [16, 16, 16, 16]})
                 for k in QUICK}
-    return {"description": "optical feedback study, quick version", "seeds": [0, 1], "feedback_seeds": [0],
-            "base": base, "variants": variants}
+    return {"quick": {"description": "optical feedback study, quick version", "seeds": [0, 1],
+                      "feedback_seeds": [0], "base": base, "variants": variants}}
 
 
 # -- reading a sweep folder ---------------------------------------------------------------------------------------
@@ -186,7 +199,23 @@ RUN_METRICS = ("test_accuracy", "gradient_alignment/total", "ideal_gradient_alig
                "fidelity/cosine", "fidelity/snr_db", "fidelity/enob", "frames", "hardware_seconds", "energy_joules")
 
 
+def sweep_folders(folder: str | Path) -> list[Path]:
+    """``folder`` if it is a sweep folder, else the sweep folders directly inside it (``core``, ``extra``)."""
+    folder = Path(folder)
+    if (folder / "sweep.json").is_file():
+        return [folder]
+    found = sorted(p.parent for p in folder.glob("*/sweep.json"))
+    if not found:
+        raise SystemExit(f"{folder} is not a sweep folder and holds none (no sweep.json in it or its sub-folders)")
+    return found
+
+
 def load_study(folder: str | Path) -> list[dict[str, Any]]:
+    """:func:`load_sweep` of every sweep folder of the study in ``folder`` (see :func:`sweep_folders`)."""
+    return [record for part in sweep_folders(folder) for record in load_sweep(part)]
+
+
+def load_sweep(folder: str | Path) -> list[dict[str, Any]]:
     """One record per variant of the sweep in ``folder``: label, settings, statuses, errors, and per metric the
     values of its completed seeds (``values[metric]``: list), plus ``layers`` (per-layer final alignments) and
     ``curves`` (``(steps, mean total alignment per view)`` over completed seeds)."""
@@ -358,7 +387,7 @@ def bits_figure(records: Sequence[Mapping[str, Any]], family: str = "adam") -> A
                 axes.axhline(scale * mean, color="0.4", lw=1, label="digital B e")
             acc_axes.axhline(100 * stat(record, "test_accuracy")[0] - 1, color="0.4", lw=1, ls="--",
                              label="digital − 1 point")
-    ticks = sorted({_bits_position(b) for b in BITS})
+    ticks = sorted({_bits_position(r["setting"]["bits"]) for group in lines.values() for r in group})
     for axes in (acc_axes, ga_axes):
         axes.set_xscale("log", base=2)
         axes.set_xticks(ticks, [("∞" if t == 16 else f"{t:g}") for t in ticks])
@@ -504,8 +533,8 @@ def scatter_figure(records: Sequence[Mapping[str, Any]]) -> tuple[Any, dict[str,
     return figure, correlations
 
 
-CURVES = (("bits1-ternary-0.25", "1-bit camera, ternary"), ("bits8-ternary-0.25", "8-bit camera, ternary"),
-          ("bits8-bitplane-3", "8-bit camera, bit-plane 3"), ("bits1-bitplane-3", "1-bit camera, bit-plane 3"),
+CURVES = (("bits1-ternary-0.25", "1-bit camera, ternary"), ("bits2-ternary-0.25", "2-bit camera, ternary"),
+          ("bits8-ternary-0.25", "8-bit camera, ternary"), ("bits8-bitplane-3", "8-bit camera, bit-plane 3"),
           ("readout-intensity", "intensity readout, ternary"), ("digital", "digital B e"))
 
 
@@ -622,12 +651,12 @@ def main(argv: list[str] | None = None) -> None:
         import optodfa.sweep
 
         folder = args.out / NAME
-        optodfa.sweep.run(quick_grid() if args.quick else full_grid(), folder, workers=args.workers,
-                          scheduler=args.scheduler, progress=sys.stderr.isatty(), tensorboard=False, figures=False)
+        for part, grid in (quick_grid() if args.quick else full_grids()).items():
+            optodfa.sweep.run(grid, folder / part, workers=args.workers, scheduler=args.scheduler,
+                              progress=sys.stderr.isatty(), tensorboard=False, figures=False)
     else:
         folder = args.source
-        if not (folder / "sweep.json").is_file():
-            raise SystemExit(f"--from {folder}: not a sweep folder (no sweep.json)")
+        sweep_folders(folder)  # refuses a folder without sweeps, naming it
     paths = write_study(folder)
     print(paths["md"].read_text(encoding="utf-8"))
     for key, path in paths.items():

@@ -18,7 +18,8 @@ Three views of the DFA signal, each aligned with the BP signal per SPEC §4 (per
 
 Fidelity (:mod:`optodfa.fidelity`) of that same device projection: ``fidelity/cosine``, ``fidelity/snr_db`` and
 ``fidelity/enob`` end to end (against ``B_eff e``), ``fidelity/code_*`` against ``B_eff e_q`` (the device alone).
-A batch too small for the cross-fitted reference of a non-linear readout records NaN.
+A batch too small for the cross-fitted reference of a non-linear readout records NaN; so does every device view
+when the device's output is not finite (the training step that follows then raises, with its step number).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch
 from torch.nn import functional as F
 
 from optodfa.alignment import gradient_alignment, weight_alignment
-from optodfa.device import Projector
+from optodfa.device import NonFiniteError, Projector
 from optodfa.dfa import DFAModel
 from optodfa.fidelity import measure_fidelity
 from optodfa.runlog import RunFile
@@ -71,12 +72,15 @@ def record_alignment(run: RunFile, model: DFAModel, x: torch.Tensor, y: torch.Te
     run.append("alignment/step", model.step)
     error = _error(model, x, y)
     twin = copy.deepcopy(model.projector)  # same state, own counters, noise stream and drift clock
-    with torch.no_grad():
-        device_output = twin.project(error.reshape(-1, model.projector.in_features))
-    outputs = {"device": device_output}
+    try:
+        with torch.no_grad():
+            device_output = twin.project(error.reshape(-1, model.projector.in_features))
+    except NonFiniteError:  # the training step raises it, with its step; here it is a measurement gap
+        device_output = torch.full((error.shape[0], model.projector.out_features), math.nan, dtype=error.dtype,
+                                   device=error.device)
 
     def device_signal(_: torch.Tensor) -> torch.Tensor:
-        return outputs["device"] * model.feedback_scale
+        return device_output * model.feedback_scale
 
     effective = model.projector.effective_matrix()
     views: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -100,6 +104,8 @@ def record_alignment(run: RunFile, model: DFAModel, x: torch.Tensor, y: torch.Te
             run.append(f"{prefix}/{name}", value)
     for against, prefix in (("error", "fidelity/"), ("code", "fidelity/code_")):
         try:
+            if not bool(torch.isfinite(device_output).all()):
+                raise ValueError("non-finite device output")
             measured = measure_fidelity(twin, error, device_output, against=against)
             values = (measured.cosine, measured.snr_db, measured.enob)
         except ValueError:  # a batch too small for the cross-fitted reference of a non-linear readout
