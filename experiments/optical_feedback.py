@@ -140,20 +140,19 @@ def full_grids() -> dict[str, dict[str, Any]]:
                    "feedback_seeds": [0], "base": base, "variants": chosen} for part, chosen in parts.items()}
 
 
-QUICK = ("digital", "bits1-ternary-0.25", "bitsinf-ternary-0.25", "bits1-bitplane-2", "bitsinf-bitplane-2",
-         "light-rate0.1-read30", "light-rate1500-read30", "readout-intensity", "readout-intensity-evening",
-         "drift0.9-evening-recal", "deep-digital", "deep-bits1", "bad-dark-offset-4bit", "bad-diverging-lr")
+QUICK = ("digital", "bits1-ternary-0.25", "bitsinf-ternary-0.25", "bitsinf-bitplane-2", "light-rate0.1-read30",
+         "light-rate1500-read30", "readout-intensity", "readout-intensity-evening", "drift0.9-evening-recal",
+         "bad-dark-offset-4bit", "bad-diverging-lr")
 
 
 def quick_grid() -> dict[str, Any]:
     """A few seconds' version for tests: a level or two of every group (:data:`QUICK`), a small net, 2 seeds."""
     base = {"dataset": "fashion-mnist", "hidden": [32, 32], "method": "dfa", "device": "opu-sim", "epochs": 1,
-            "limit": 400, "batch_size": 100, "lr": 1e-3, "optimizer": "adam", "alignment_every": 2}
+            "limit": 300, "batch_size": 100, "lr": 1e-3, "optimizer": "adam", "alignment_every": 1}
     every = study_variants(bits=(1, "unlimited"), short_bits=(1, "unlimited"), encodings=("ternary-0.25",),
                            bits_encodings=("ternary-0.25", "bitplane-2"), rates=(0.1, 1500.0), read_noise=(30.0,),
                            rhos=(0.9,))
-    variants = {k: (every[k] if not k.startswith("deep-") else {**every[k], "hidden": [16, 16, 16, 16]})
-                for k in QUICK}
+    variants = {k: every[k] for k in QUICK}
     return {"quick": {"description": "optical feedback study, quick version", "seeds": [0, 1],
                       "feedback_seeds": [0], "base": base, "variants": variants}}
 
@@ -617,12 +616,13 @@ def write_study(folder: str | Path) -> dict[str, Path]:
     paths["md"].write_text(text, encoding="utf-8")
     paths["h5"] = out / "study.h5"
     with h5py.File(paths["h5"], "w") as handle:
-        for key in rows[0] if rows else ():
+        for key in rows[0] if rows else ():  # one dataset per column, "/" of a metric name written as "."
             values = [r[key] for r in rows]
+            name = key.replace("/", ".")
             if isinstance(values[0], str):
-                handle.create_dataset(key, data=np.array(values, dtype=h5py.string_dtype()))
+                handle.create_dataset(name, data=np.array(values, dtype=h5py.string_dtype()))
             else:
-                handle.create_dataset(key, data=np.asarray(values, dtype=float))
+                handle.create_dataset(name, data=np.asarray(values, dtype=float))
         handle.attrs["front"] = json.dumps(front)
         handle.attrs["correlations"] = json.dumps(correlations)
         handle.attrs["settings"] = json.dumps({r["label"]: r["setting"] for r in records})
