@@ -77,7 +77,8 @@ def feedback_signal(model: DFAModel, error: torch.Tensor) -> torch.Tensor:
 
 def gradient_alignment(model: DFAModel, x: torch.Tensor, y: torch.Tensor,
                        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
-                       total: str = "all") -> dict[str, float]:
+                       total: str = "all", feedback: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                       ) -> dict[str, float]:
     """Per-layer gradient alignment on one batch (SPEC §4).
 
     For each feedback point ``l``, the per-sample cosine between the DFA signal ``(B_l e) ⊙ f'(a_l)`` and the BP
@@ -94,6 +95,8 @@ def gradient_alignment(model: DFAModel, x: torch.Tensor, y: torch.Tensor,
         x: ``(n, ...)`` inputs; ``y``: targets for ``loss_fn``.
         loss_fn: ``loss_fn(output, y) -> scalar``.
         total: ``"all"`` (SPEC §4) or ``"no-last"`` (the reference code's convention; needs ≥ 2 hidden layers).
+        feedback: ``error (n, d) -> (n, D)`` scaled feedback to align with the BP signal instead of
+            :func:`feedback_signal` (e.g. another matrix, or the device's real, noisy projection).
 
     Returns:
         ``{layer name: alignment in [-1, 1], ..., "total": ...}``.
@@ -105,8 +108,8 @@ def gradient_alignment(model: DFAModel, x: torch.Tensor, y: torch.Tensor,
         output, pre, post = model.probe(x)
         loss = loss_fn(output, y)
         error, *bp = torch.autograd.grad(loss, [output, *pre], retain_graph=True)
-        feedback = feedback_signal(model, error)
-        slices = torch.split(feedback, [layer.size for layer in model.hidden], dim=1)
+        signal = feedback_signal(model, error) if feedback is None else feedback(error.detach())
+        slices = torch.split(signal, [layer.size for layer in model.hidden], dim=1)
         dfa = [torch.autograd.grad(h, a, grad_outputs=s.reshape(h.shape), retain_graph=True)[0]
                for a, h, s in zip(pre, post, slices, strict=True)]
     result = {layer.name: float(_per_sample_cosine(d, b).mean())
@@ -164,7 +167,7 @@ def _with_total(pairs: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> dict[str
     return result
 
 
-def weight_alignment(model: DFAModel) -> dict[str, float]:
+def weight_alignment(model: DFAModel, matrix: torch.Tensor | None = None) -> dict[str, float]:
     """Weight alignment (SPEC §4) of every fully connected layer after the first, and their total.
 
     Hidden layer ``l ≥ 2``: ``cos(vec W_l, vec(B_l B_{l-1}ᵀ))``; the output layer (``"output"``):
@@ -172,9 +175,10 @@ def weight_alignment(model: DFAModel) -> dict[str, float]:
     cosine between all those ``W_l`` concatenated and all their targets concatenated. Layers that are not
     ``nn.Linear`` fed by a linear layer's point (convolutions, points without a known ``layer``) are skipped
     (their weights and feedback live in different spaces). Returns ``{}`` when the projector exposes no effective
-    matrix or no layer qualifies.
+    matrix or no layer qualifies. ``matrix``: a ``(D, d)`` matrix to measure against instead of ``B_eff``.
     """
-    matrix = model.projector.effective_matrix()
+    if matrix is None:
+        matrix = model.projector.effective_matrix()
     if matrix is None:
         return {}
     blocks = [_numpy(b) for b in torch.split(matrix, [layer.size for layer in model.hidden], dim=0)]

@@ -23,6 +23,12 @@ and is scaled per sample by :meth:`optodfa.readout.IntensityReadout.normalise`.
 projector measures them once, before its first projection: one reference-only frame (``I(r)`` per pixel, its mean
 is ``Ī_r``) and one frame with every signal element lit (its mean over pixels divided by ``d`` estimates ``Ī₁``).
 Those frames count in the device's counters like any other.
+
+Re-calibration (``recalibrate = N`` frames, row evening only): a drifting medium changes ``I(r)`` too, so the
+evening factors measured once go stale; every ``N`` device frames the projector measures ``I(r)`` again (one
+reference-only frame, counted), just before the projection that comes due. ``Ī₁``/``Ī_r`` that were measured rather
+than given are measured again with it. ``B e`` itself drifts whatever is re-measured: DFA never uses ``B``
+digitally, so the medium the errors go through is the one the network keeps aligning with.
 """
 
 from __future__ import annotations
@@ -47,7 +53,8 @@ if TYPE_CHECKING:
 __all__ = ["PROJECTOR_KEYS", "Intensities", "OpticalProjector"]
 
 PROJECTOR_KEYS = ("encoding.kind", "encoding.rule", "encoding.threshold", "encoding.bits", "readout.mode",
-                  "readout.evening", "readout.evening_floor", "faults.attempts", "faults.backoff", "faults.timeout")
+                  "readout.evening", "readout.evening_floor", "readout.recalibrate", "faults.attempts",
+                  "faults.backoff", "faults.timeout")
 """Profile keys the projector itself reads, whatever the device (:meth:`OpticalProjector.from_profile`)."""
 
 
@@ -80,6 +87,7 @@ class OpticalProjector(Projector):
         readout: readout mode (default: holographic 4-frame).
         evening: divide row ``i`` by ``sqrt(I_i(r))`` (linear modes only).
         evening_floor: floor of ``I_i(r)`` as a fraction of its mean, in (0, 1].
+        recalibrate: device frames between re-measurements of ``I(r)`` for row evening (0: measured once).
         intensities: ``Ī₁`` and ``Ī_r`` if known; measured once otherwise.
         raw_matrix: callable returning the ``(D, d)`` matrix ``M`` (intensity units) the device applies, for
             :meth:`effective_matrix`; a simulator knows it, a real device gets it from calibration.
@@ -96,7 +104,8 @@ class OpticalProjector(Projector):
                  encoding: Encoding | None = None, readout: Readout | None = None, evening: bool = False,
                  evening_floor: float = 0.05, intensities: Intensities | None = None,
                  raw_matrix: Callable[[], torch.Tensor] | None = None,
-                 description: Mapping[str, Any] | None = None, faults: FaultPolicy | None = None) -> None:
+                 description: Mapping[str, Any] | None = None, faults: FaultPolicy | None = None,
+                 recalibrate: int = 0) -> None:
         if not isinstance(device, OpticalDevice):
             raise TypeError(f"device must implement the OpticalDevice protocol (input_pixels, output_pixels, "
                             f"bit_depth, frame_time_s, acquire, ...), got {type(device).__name__}")
@@ -113,6 +122,11 @@ class OpticalProjector(Projector):
                              f"{self.readout.name!r}")
         self.evening = evening
         self.evening_floor = check_real("readout.evening_floor", evening_floor, low=0.0, high=1.0, low_open=True)
+        self.recalibrate = check_int("readout.recalibrate", recalibrate, low=0)
+        if self.recalibrate and not evening:
+            raise ValueError(f"readout.recalibrate = {recalibrate} re-measures the reference intensity that row "
+                             f"evening divides by; it needs readout.evening = true")
+        self._calibrated_at = 0  # device frames when I(r) was last measured
         self._intensities = intensities
         self._intensities_measured = False
         self._reference_intensity: torch.Tensor | None = None
@@ -176,10 +190,14 @@ class OpticalProjector(Projector):
                    encoding=make_encoding(kind, **params), readout=make_readout(v["readout.mode"]),
                    evening=v["readout.evening"], evening_floor=v["readout.evening_floor"], intensities=intensities,
                    raw_matrix=raw_matrix, description={"profile": resolved.as_dict(), **(description or {})},
-                   faults=policy)
+                   faults=policy, recalibrate=v["readout.recalibrate"])
 
     # -- projection ------------------------------------------------------------------------------------------
     def _project(self, e: torch.Tensor) -> torch.Tensor:
+        # Re-calibration is due by device frames; only a projection triggers it (effective_matrix() never acquires).
+        if self.recalibrate and self._reference_intensity is not None and \
+                self.device.counters().frames - self._calibrated_at >= self.recalibrate:
+            self._measure(again=True)
         self._prepare(e.device)
         encoded = self.encoding.encode(e)
         p, n, d = encoded.planes.shape
@@ -200,9 +218,20 @@ class OpticalProjector(Projector):
         """``(D, d)`` normalised matrix the device applies (linear modes with a known raw matrix), else ``None``."""
         if self._raw_matrix is None or not self.readout.linear:
             return None
-        raw = self._raw_matrix()[: self.out_features, : self.in_features]
+        return self.normalise_matrix(self._raw_matrix())
+
+    def normalise_matrix(self, raw: torch.Tensor, reference_intensity: torch.Tensor | None = None) -> torch.Tensor:
+        """``(D, d)`` normalised matrix of a raw ``M`` (``(≥ D, ≥ d)``, intensity units), with row evening by
+        ``reference_intensity`` (``(≥ D,)``; default the projector's measured ``I(r)``) when evening is on.
+
+        :meth:`effective_matrix` is this of the device's matrix now; the matrix of the medium as it was
+        built (before drift) is this of that medium's ``M`` and ``I(r)``.
+        """
+        raw = raw[: self.out_features, : self.in_features]
         self._prepare(raw.device)
-        return raw * self._row_scale(raw.dtype, raw.device)[:, None]
+        if reference_intensity is not None:
+            reference_intensity = reference_intensity[: self.out_features]
+        return raw * self._row_scale(raw.dtype, raw.device, reference_intensity)[:, None]
 
     @property
     def intensities(self) -> Intensities:
@@ -235,7 +264,7 @@ class OpticalProjector(Projector):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "encoding": self.encoding.describe(), "readout": self.readout.describe(),
-                "evening": self.evening, "evening_floor": self.evening_floor,
+                "evening": self.evening, "evening_floor": self.evening_floor, "recalibrate": self.recalibrate,
                 "frames_per_sample": self.frames_per_sample(),
                 "intensities": None if self._intensities is None else dataclasses.asdict(self._intensities),
                 "intensities_measured": self._intensities_measured,
@@ -246,6 +275,7 @@ class OpticalProjector(Projector):
         state["device_base"] = self._device_base.as_dict()
         state["intensities"] = None if self._intensities is None else dataclasses.asdict(self._intensities)
         state["intensities_measured"] = self._intensities_measured
+        state["calibrated_at"] = self._calibrated_at
         state["reference_intensity"] = (None if self._reference_intensity is None
                                         else self._reference_intensity.detach().cpu())
         device_state = getattr(self.device, "state_dict", None)
@@ -257,6 +287,7 @@ class OpticalProjector(Projector):
         self._device_base = Counters.from_dict(state["device_base"])
         self._intensities = None if state["intensities"] is None else Intensities(**state["intensities"])
         self._intensities_measured = bool(state["intensities_measured"])
+        self._calibrated_at = int(state.get("calibrated_at", 0))  # absent in checkpoints of earlier versions
         self._reference_intensity = state["reference_intensity"]
         if state["device"] is not None:
             self.device.load_state_dict(state["device"])  # type: ignore[attr-defined]
@@ -279,10 +310,12 @@ class OpticalProjector(Projector):
         if self._reference_intensity is not None and self._reference_intensity.device != device:
             self._reference_intensity = self._reference_intensity.to(device)
 
-    def _measure(self) -> None:
+    def _measure(self, *, again: bool = False) -> None:
         zeros = torch.zeros(1, self.device.input_pixels, dtype=torch.bool)
         reference = self.device.acquire(zeros, reference=True).intensity()[0, : self.out_features]
         self._reference_intensity = reference
+        if again and self._intensities_measured:
+            self._intensities = None
         if self._intensities is None:
             lit = zeros.clone()
             lit[0, : self.in_features] = True
@@ -290,14 +323,19 @@ class OpticalProjector(Projector):
             self._intensities = Intensities(element=float(signal.mean()) / self.in_features,
                                             reference=float(reference.mean()))
             self._intensities_measured = True
+        self._calibrated_at = self.device.counters().frames
 
-    def _row_scale(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """``(D,)`` factors taking raw rows to the unit-variance scale (see the module docstring)."""
+    def _row_scale(self, dtype: torch.dtype, device: torch.device,
+                   reference: torch.Tensor | None = None) -> torch.Tensor:
+        """``(D,)`` factors taking raw rows to the unit-variance scale (see the module docstring); ``reference``:
+        the ``I(r)`` evening divides by (default the measured one)."""
         levels = self.intensities
         if not self.evening:
             value = (2.0 * levels.reference * levels.element) ** -0.5
             return torch.full((self.out_features,), value, dtype=dtype, device=device)
-        assert self._reference_intensity is not None
+        if reference is None:
+            assert self._reference_intensity is not None
+            reference = self._reference_intensity
         floor = self.evening_floor * levels.reference
-        reference = self._reference_intensity.to(dtype=dtype, device=device).clamp_min(floor)
+        reference = reference.to(dtype=dtype, device=device).clamp_min(floor)
         return reference.rsqrt() * (2.0 * levels.element) ** -0.5

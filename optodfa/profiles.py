@@ -160,6 +160,8 @@ SCHEMA: dict[str, Field] = {
     "readout.evening": Field("bool", False, doc="divide row i by sqrt(I_i(r))"),
     "readout.evening_floor": _n("float", 0.05, "1", "floor of I_i(r) as a fraction of its mean", low=0.0,
                                 high=1.0, low_open=True),
+    "readout.recalibrate": _n("int", 0, "frame", "device frames between re-measurements of I(r) for row evening "
+                              "(0: once)", low=0),
     # Fault policy of the device guard (optodfa.faults), read by every optical projector.
     "faults.attempts": _n("int", 3, "attempt", "tries of one device call in all (1: no retry)", low=1, high=100),
     "faults.backoff": _n("float", 50.0, "ms", "wait before the first retry (doubling after)", low=0.0,

@@ -32,7 +32,6 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 import optodfa
-from optodfa.alignment import gradient_alignment, weight_alignment
 from optodfa.config import TrainConfig
 from optodfa.data import Dataset, load_dataset
 from optodfa.dfa import DFAModel, convert
@@ -43,6 +42,7 @@ from optodfa.runlock import RunLock
 from optodfa.runlog import RunFile, RunFileError, check_writable
 from optodfa.schedule import on_log_grid
 from optodfa.seeding import derive_seed, torch_generator
+from optodfa.study_metrics import record_alignment
 from optodfa.weights import layer_weights, record_final, record_initial, record_snapshot, truncate_snapshots
 
 DEVICE_SERIES = ("frames", "hardware_seconds", "energy_joules", "saturated_pixels", "projections", "macs",
@@ -417,9 +417,6 @@ def _alignment_due(config: TrainConfig, step: int) -> bool:
 
 
 def _record_alignment(run: RunFile, model: DFAModel, x: torch.Tensor, y: torch.Tensor) -> None:
-    run.append("alignment/step", model.step)
-    for name, value in gradient_alignment(model, x, y, F.cross_entropy).items():
-        run.append(f"alignment/gradient/{name}", value)
-    for name, value in weight_alignment(model).items():
-        run.append(f"alignment/weight/{name}", value)
+    # Effective, ideal and device views of the alignment, and the device's fidelity (optodfa.study_metrics).
+    record_alignment(run, model, x, y)
 

@@ -167,6 +167,15 @@ class SimulatedOPU(NoHardware):
         reference = self._fields[:, -1:]
         return 2.0 * (reference.conj() * self._fields[:, :-1]).real
 
+    def initial_holographic_matrix(self) -> torch.Tensor:
+        """:meth:`holographic_matrix` of the medium as built, before any drift step (a copy)."""
+        reference = self._initial_fields[:, -1:]
+        return 2.0 * (reference.conj() * self._initial_fields[:, :-1]).real
+
+    def initial_reference_intensity(self) -> torch.Tensor:
+        """:meth:`reference_intensity` of the medium as built, before any drift step."""
+        return self._initial_fields[:, -1].abs().square()
+
     def reference_intensity(self) -> torch.Tensor:
         """``(M,)`` noiseless ``I(r) = |f|²`` in intensity units."""
         return self._fields[:, -1].abs().square()

@@ -2,8 +2,9 @@
 
 Read from the manifest and the run files alone (no workers). A *setting* is every varying setting but the
 initialisation seed, so its runs differ only in ``seed``. Metrics per run (:func:`final_metrics`):
-``test_accuracy``, ``gradient_alignment/<layer>`` and ``/total``, ``weight_alignment/total``, ``frames`` and
-``energy_joules`` (device counters at the end of training).
+``test_accuracy``, ``gradient_alignment/<layer>`` and ``/total``, ``weight_alignment/total``, the ideal and device
+views of the alignment and the device's feedback fidelity where the run recorded them (:mod:`optodfa.study_metrics`),
+``frames``, ``hardware_seconds`` and ``energy_joules`` (device counters at the end of training).
 """
 
 from __future__ import annotations
@@ -36,7 +37,17 @@ def final_metrics(run: RunFile) -> dict[str, float]:
             metrics[f"gradient_alignment/{name.rsplit('/', 1)[1]}"] = series[name][-1]
     if series.get("alignment/weight/total"):
         metrics["weight_alignment/total"] = series["alignment/weight/total"][-1]
-    for name, key in (("device/frames", "frames"), ("device/energy_joules", "energy_joules")):
+    for view in ("ideal", "device"):
+        for name in sorted(series, key=_layer_order):
+            if name.startswith(f"alignment/{view}/gradient/") and series[name]:
+                metrics[f"{view}_gradient_alignment/{name.rsplit('/', 1)[1]}"] = series[name][-1]
+    if series.get("alignment/ideal/weight/total"):
+        metrics["ideal_weight_alignment/total"] = series["alignment/ideal/weight/total"][-1]
+    for key in ("cosine", "snr_db", "enob"):
+        if series.get(f"fidelity/{key}"):
+            metrics[f"fidelity/{key}"] = series[f"fidelity/{key}"][-1]
+    for name, key in (("device/frames", "frames"), ("device/hardware_seconds", "hardware_seconds"),
+                      ("device/energy_joules", "energy_joules")):
         if series.get(name):
             metrics[key] = series[name][-1]
     return metrics
@@ -219,21 +230,29 @@ def _layer_order(name: str) -> tuple[int, str]:
 
 def _metric_order(metric: str) -> tuple[int, str]:
     first = ("test_accuracy",)
-    last = ("frames", "energy_joules")
+    last = ("frames", "hardware_seconds", "energy_joules")
     if metric in first:
         return (0, "")
     if metric in last:
         return (3, str(last.index(metric)))
     if metric.startswith("gradient_alignment/"):
-        return (1, ("~" if metric.endswith("/total") else "") + metric)  # "~" sorts the total last
+        return (1, "1" + ("~" if metric.endswith("/total") else "") + metric)  # "~" sorts the total last
+    for rank, view in ((2, "ideal_gradient_alignment/"), (3, "device_gradient_alignment/")):
+        if metric.startswith(view):
+            return (1, f"{rank}" + ("~" if metric.endswith("/total") else "") + metric)
     return (2, metric)
 
 
 def _label(metric: str) -> str:
     names = {"test_accuracy": "test accuracy", "frames": "device frames", "energy_joules": "device energy (J)",
-             "weight_alignment/total": "weight alignment total"}
+             "hardware_seconds": "device time (s)", "weight_alignment/total": "weight alignment total",
+             "ideal_weight_alignment/total": "ideal weight alignment total", "fidelity/cosine": "fidelity cosine",
+             "fidelity/snr_db": "fidelity SNR (dB)", "fidelity/enob": "fidelity ENOB"}
     if metric in names:
         return names[metric]
+    for view in ("ideal", "device"):
+        if metric.startswith(f"{view}_gradient_alignment/"):
+            return metric.replace(f"{view}_gradient_alignment/", f"{view} gradient alignment ")
     return metric.replace("gradient_alignment/", "gradient alignment ")
 
 
@@ -242,7 +261,7 @@ def _cell(value: Any) -> str:
 
 
 def _mean_sd(metric: str, mean: float, sd: float) -> str:
-    big = metric in ("frames", "energy_joules")
+    big = metric in ("frames", "hardware_seconds", "energy_joules")
     fmt = (lambda v: f"{v:,.0f}") if metric == "frames" else (lambda v: f"{v:.4g}") if big else (lambda v: f"{v:.3f}")
     return fmt(mean) if math.isnan(sd) else f"{fmt(mean)} ± {fmt(sd)}"
 
