@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 from collections.abc import Callable
 
 import torch
@@ -71,7 +72,12 @@ def record_alignment(run: RunFile, model: DFAModel, x: torch.Tensor, y: torch.Te
     """Append every series of the module docstring for the batch ``(x, y)`` at ``model.step``."""
     run.append("alignment/step", model.step)
     error = _error(model, x, y)
-    twin = copy.deepcopy(model.projector)  # same state, own counters, noise stream and drift clock
+    try:
+        twin = copy.deepcopy(model.projector)  # same state, own counters, noise stream and drift clock
+    except (TypeError, AttributeError, RuntimeError, pickle.PicklingError):
+        # A driver of real hardware (a queue, a socket, a device handle) cannot be copied: the measurement then
+        # goes through the device itself, and its frames are counted with training's.
+        twin = model.projector
     try:
         with torch.no_grad():
             device_output = twin.project(error.reshape(-1, model.projector.in_features))

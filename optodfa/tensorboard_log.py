@@ -4,8 +4,8 @@ The HDF5 run file stays the record; this module only mirrors it. ``tensorboard``
 (``pip install 'optodfa[tensorboard]'``); nothing here is imported unless a TensorBoard folder is asked for.
 
 Scalars keep the run file's series names as tags (``metrics/test_accuracy``, ``alignment/gradient/layer1``,
-``device/frames``, ...), stepped by the training step: ``alignment/*`` by ``alignment/step``, the per-epoch series
-by ``metrics/step``.
+``device/frames``, ...), stepped by the training step: ``alignment/*`` and ``fidelity/*`` by ``alignment/step``,
+the per-epoch series by ``metrics/step``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from typing import Any
 
 from optodfa.runlog import RunFile
 
-STEP_SERIES = {"alignment/": "alignment/step", "metrics/": "metrics/step", "device/": "metrics/step"}
+STEP_SERIES = {"alignment/": "alignment/step", "fidelity/": "alignment/step", "metrics/": "metrics/step",
+               "device/": "metrics/step"}
 
 
 def _summary_writer(logdir: Path) -> Any:

@@ -33,7 +33,7 @@ def test_train_with_tensorboard_mirrors_every_series_of_the_run_file(tmp_path, c
             "device/frames"} <= mirrored
     assert set(logged) == mirrored
     for name in mirrored:
-        steps = run.series["alignment/step" if name.startswith("alignment/") else "metrics/step"]
+        steps = run.series["alignment/step" if name.startswith(("alignment/", "fidelity/")) else "metrics/step"]
         assert [s for s, _ in logged[name]] == [int(s) for s in steps], name
         assert [v for _, v in logged[name]] == pytest.approx(run.series[name], rel=1e-6), name
 
