@@ -36,17 +36,30 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, seeds: int) -> None
 
 
 def parse_settings(argv: Sequence[str] | None, description: str, full: Any, quick: Any, *,
-                   sweep: bool = False) -> tuple[argparse.Namespace, Any]:
+                   sweep: bool = False, min_seeds: int = 1, why: str = "",
+                   extra: Callable[[argparse.ArgumentParser], None] | None = None,
+                   ) -> tuple[argparse.Namespace, Any]:
     """Parse the common flags; return them and the settings record (a frozen dataclass with a ``seeds`` field)
-    that ``--quick`` and ``--seeds`` select. ``sweep`` adds ``--workers`` and ``--scheduler``."""
+    that ``--quick`` and ``--seeds`` select.
+
+    ``sweep`` adds ``--workers`` and ``--scheduler``; fewer than ``min_seeds`` seeds is a usage error (``why``
+    says why); ``extra`` adds an experiment's own flags, and every one of them named like a settings field
+    (``--epochs``) replaces that field when given.
+    """
     parser = argparse.ArgumentParser(description=description)
     add_common_arguments(parser, seeds=full.seeds)
     if sweep:
         add_sweep_arguments(parser)
+    if extra is not None:
+        extra(parser)
     args = parser.parse_args(argv)
     settings = quick if args.quick else full
-    if args.seeds is not None:
-        settings = dataclasses.replace(settings, seeds=args.seeds)
+    fields = {field.name for field in dataclasses.fields(settings)}
+    given = {name: value for name, value in vars(args).items() if value is not None and name in fields}
+    settings = dataclasses.replace(settings, **given)
+    if settings.seeds < min_seeds:
+        reason = f" ({why})" if why else ""
+        parser.error(f"--seeds must be at least {min_seeds}{reason}, got {settings.seeds}")
     return args, settings
 
 

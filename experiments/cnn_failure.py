@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from experiments._common import add_sweep_arguments, markdown_table, write_results
+from experiments._common import markdown_table, parse_settings, write_results
 from optodfa import structured_feedback as sf
 from optodfa.models import cnn, mlp
 from optodfa.sim.digital import feedback_matrix
@@ -153,20 +153,10 @@ def _load_runs(summary: Any, keys: list[str], seeds: int) -> dict[str, list[Any]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Path]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="8 × 8 images, 640 samples, 2 epochs, 1 seed")
-    parser.add_argument("--seeds", type=int, default=None, help="initialisation seeds (default 3, 1 with --quick)")
-    parser.add_argument("--epochs", type=int, default=None, help=f"epochs (default {FULL.epochs})")
-    parser.add_argument("--out", type=Path, default=Path("results"))
-    add_sweep_arguments(parser)
-    args = parser.parse_args(argv)
-    settings = QUICK if args.quick else FULL
-    if args.seeds is not None:
-        settings = dataclasses.replace(settings, seeds=args.seeds)
-    if args.epochs is not None:
-        settings = dataclasses.replace(settings, epochs=args.epochs)
-    if settings.seeds < 1:
-        raise SystemExit(f"--seeds must be at least 1, got {settings.seeds}")
+    def epochs(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--epochs", type=int, default=None, help=f"epochs (default {FULL.epochs})")
+
+    args, settings = parse_settings(argv, __doc__.splitlines()[0], FULL, QUICK, sweep=True, extra=epochs)
     folder = args.out / NAME
     feedback = write_feedback_files(settings, folder)
 

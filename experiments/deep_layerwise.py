@@ -12,14 +12,13 @@ reads it, cross-seed cosines included); the experiment adds the figure and the t
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from experiments._common import add_sweep_arguments, markdown_table, write_results
+from experiments._common import markdown_table, parse_settings, write_results
 from experiments._deep import (
     COLOURS,
     GRADIENT_LAYERS,
@@ -70,17 +69,8 @@ def variants(settings: Settings) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Path]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few steps on 100 samples, tanh only, 2 seeds")
-    parser.add_argument("--seeds", type=int, default=None, help=f"initialisation seeds (default {FULL.seeds})")
-    parser.add_argument("--out", type=Path, default=Path("results"))
-    add_sweep_arguments(parser)
-    args = parser.parse_args(argv)
-    settings = QUICK if args.quick else FULL
-    if args.seeds is not None:
-        settings = dataclasses.replace(settings, seeds=args.seeds)
-    if settings.seeds < 2:
-        parser.error(f"--seeds must be at least 2 (the cross-seed cosine compares seeds), got {settings.seeds}")
+    args, settings = parse_settings(argv, __doc__.splitlines()[0], FULL, QUICK, sweep=True, min_seeds=2,
+                                    why="the cross-seed cosine compares seeds")
     base = {**NETWORK, "limit": settings.limit, "epochs": settings.epochs, "batch_size": settings.batch_size,
             "lr": settings.lr, "alignment_per_decade": settings.per_decade}
     seeds = list(range(settings.seeds))

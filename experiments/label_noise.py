@@ -13,14 +13,13 @@ error below that share means flipped labels are memorised. The runs are one swee
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from experiments._common import add_sweep_arguments, markdown_table, write_results
+from experiments._common import markdown_table, parse_settings, write_results
 from experiments._deep import GRADIENT_LAYERS, NETWORK, curves, log_axis, mlp_outputs, peak, run_seeds
 from optodfa.config import TrainConfig
 from optodfa.train import load_training_data
@@ -52,17 +51,7 @@ def label(p: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Path]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few steps on 100 samples, p in {0, 0.5, 0.9}")
-    parser.add_argument("--seeds", type=int, default=None, help=f"initialisation seeds (default {FULL.seeds})")
-    parser.add_argument("--out", type=Path, default=Path("results"))
-    add_sweep_arguments(parser)
-    args = parser.parse_args(argv)
-    settings = QUICK if args.quick else FULL
-    if args.seeds is not None:
-        settings = dataclasses.replace(settings, seeds=args.seeds)
-    if settings.seeds < 1:
-        parser.error(f"--seeds must be at least 1, got {settings.seeds}")
+    args, settings = parse_settings(argv, __doc__.splitlines()[0], FULL, QUICK, sweep=True)
     base = {**NETWORK, "activation": "tanh", "method": "dfa", "limit": settings.limit, "epochs": settings.epochs,
             "batch_size": settings.batch_size, "lr": settings.lr, "alignment_per_decade": settings.per_decade,
             "label_noise_test": True}
