@@ -2,7 +2,7 @@
 training label replaced by a random class with probability p ∈ {0, 0.1, 0.2, 0.5, 0.9} (test labels too, as the
 paper does).
 
-Run: ``python -m experiments.label_noise [--quick] [--seeds 1] [--out results] [--workers 2]``.
+Run: ``python -m experiments.label_noise [--quick] [--seeds 3] [--out results] [--workers 2]``.
 
 The network and data are those of :mod:`experiments.deep_layerwise` (4 x 100 bias-free tanh MLP, 14 x 14
 Fashion-MNIST, a reduced training set), trained by DFA with one feedback seed. The train error is measured
@@ -41,7 +41,7 @@ class Settings:
     per_decade: int
 
 
-FULL = Settings(seeds=1, noise=(0.0, 0.1, 0.2, 0.5, 0.9), limit=1000, epochs=400, batch_size=50, lr=0.05,
+FULL = Settings(seeds=3, noise=(0.0, 0.1, 0.2, 0.5, 0.9), limit=1000, epochs=1000, batch_size=50, lr=0.05,
                 per_decade=8)
 QUICK = Settings(seeds=1, noise=(0.0, 0.5, 0.9), limit=100, epochs=3, batch_size=25, lr=0.05, per_decade=4)
 
