@@ -145,7 +145,7 @@ def _file(tmp_path, content: bytes | None) -> str:
                                                 r"least 1[67][0-9] characters"),
     (b"\xff\xfe\x00binary" * 100, [], r"is not UTF-8 text: byte 0xff at offset 0"),
     (b"text with a NUL\x00 byte " * 100, [], r"holds the control character '\\x00' at character 15"),
-    (b"x" * 2000, ["--context", "0"], r"context must be an integer >= 1, got 0|context must be .*got 0"),
+    (b"x" * 2000, ["--context", "0"], r"context must be an integer >= 1, got 0"),
     (b"x" * 2000, ["--heads", "3"], r"width \(hidden\) must be divisible by heads; got width 16 and heads 3"),
     (b"x" * 2000, ["--no-bias"], r"always has biases"),
     (b"x" * 2000, ["--label-noise", "0.1"], r"targets are the next characters"),
