@@ -141,7 +141,7 @@ def _file(tmp_path, content: bytes | None) -> str:
 @pytest.mark.parametrize(("content", "extra", "match"), [
     (None, [], r"text file '.*in\.txt' does not exist"),
     (b"", [], r"text file '.*in\.txt' is empty"),
-    (b"too short for a context of sixteen", [], r"has 35 characters: 31 for training and 4 held out .* needs at "
+    (b"too short for a context of sixteen", [], r"has 34 characters: 31 for training and 3 held out .* needs at "
                                                 r"least 1[67][0-9] characters"),
     (b"\xff\xfe\x00binary" * 100, [], r"is not UTF-8 text: byte 0xff at offset 0"),
     (b"text with a NUL\x00 byte " * 100, [], r"holds the control character '\\x00' at character 15"),
