@@ -1,7 +1,7 @@
 """Character corpora as training data for ``model = "transformer"``: the shipped text or a user's text file, split
 into a training and a held-out part and cut into windows of ``context`` tokens.
 
-Data sets (:data:`TEXT_DATASETS`): ``lighthouse`` (:data:`optodfa.datasets.text.LIGHTHOUSE`, about 3.9 K characters,
+Data sets (:data:`TEXT_DATASETS`): ``lighthouse`` (:data:`optodfa.datasets.text.LIGHTHOUSE`, about 2.9 K characters,
 always available) and ``text`` (a UTF-8 or ASCII file named by ``text_file``; line endings are made ``\\n`` as
 Python's text mode does). A token is one character; the vocabulary is the text's own distinct characters, sorted.
 The last 10 % of the text (:data:`VALIDATION_FRACTION`) is held out, as in ``experiments/transformer_dfa.py``.

@@ -18,7 +18,7 @@ from optodfa.runlog import RunFile
 from optodfa.text_data import load_text, windows
 from optodfa.train import resume, train
 
-# About 220 training windows of 16 characters: 7 steps of 32 windows per epoch.
+# The shipped text (2.9 K characters) gives 162 training windows of 16 characters: 6 steps of 32 per epoch.
 SMALL = {"model": "transformer", "dataset": "lighthouse", "hidden": (16,), "context": 16, "heads": 2,
          "epochs": 1, "batch_size": 32, "lr": 3e-3, "alignment_every": 3}
 CLI = ["--model", "transformer", "--hidden", "16", "--context", "16", "--batch-size", "32", "--lr", "3e-3",
@@ -62,12 +62,12 @@ def test_a_dfa_run_records_per_token_metrics_and_alignment(tmp_path, device):
     assert len(loss) == len(accuracy) == 1
     assert np.isfinite(loss[0]) and 0 < loss[0] < 2 * math.log(VOCAB) and 0 <= accuracy[0] <= 1
     assert np.isfinite(series["metrics/train_loss"][0])
-    assert series["alignment/step"] == [0.0, 3.0, 6.0]
+    assert series["alignment/step"] == [0.0, 3.0]
     for name in ("block1.mlp", "block1.out", "total"):
         values = series[f"alignment/gradient/{name}"]
-        assert len(values) == 3 and all(-1 <= v <= 1 for v in values), name
-        assert len(series[f"alignment/device/gradient/{name}"]) == 3
-    assert len(series["fidelity/cosine"]) == 3
+        assert len(values) == 2 and all(-1 <= v <= 1 for v in values), name
+        assert len(series[f"alignment/device/gradient/{name}"]) == 2
+    assert len(series["fidelity/cosine"]) == 2
     if device == "opu-sim":
         assert series["device/frames"][-1] > 0
     table = summary_table(result.path)
@@ -75,7 +75,7 @@ def test_a_dfa_run_records_per_token_metrics_and_alignment(tmp_path, device):
 
 
 def test_bp_learns_below_a_uniform_guess(tmp_path):
-    result = run(tmp_path, "bp.h5", method="bp", epochs=3)
+    result = run(tmp_path, "bp.h5", method="bp", epochs=3, batch_size=16, lr=1e-2)  # 36 steps
     loss = result.series["metrics/test_loss"]
     assert loss[-1] < math.log(VOCAB) - 0.3  # a uniform guess costs log(V) nats per character
     assert result.series["metrics/train_loss"][-1] < result.series["metrics/train_loss"][0]
@@ -93,7 +93,7 @@ def test_same_seeds_give_identical_runs_and_another_seed_differs(tmp_path):
 def test_resume_continues_identically(tmp_path):
     config = TrainConfig(**{**SMALL, "epochs": 2, "checkpoint_every": 3})
     full = RunFile.load(train(config, tmp_path / "full.h5", progress=False, log=quiet))
-    # 7 steps per epoch: stopping after 10 is a kill in the middle of epoch 2.
+    # 6 steps per epoch: stopping after 10 is a kill in the middle of epoch 2.
     train(config, tmp_path / "killed.h5", progress=False, stop_after_steps=10, log=quiet)
     assert RunFile.load(tmp_path / "killed.h5").attrs["status"] == "running"
     resumed = RunFile.load(resume(tmp_path / "killed.h5", progress=False, log=quiet))
