@@ -28,7 +28,7 @@ from optodfa.config import (
     TrainConfig,
     training_memory,
 )
-from optodfa.models import ACTIVATIONS, CNN_CHANNELS, MODELS, parse_hidden
+from optodfa.models import ACTIVATIONS, CNN_CHANNELS, MODELS, TRANSFORMER_WIDTHS, parse_hidden
 from optodfa.schedule import SCHEDULES
 
 DEMO_OUT = "results/demo.h5"
@@ -73,17 +73,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        description="Train a network with DFA or BP and write a run file. SIGINT (Ctrl-C), SIGTERM "
                        "and SIGHUP stop at the next step with a checkpoint; --resume continues from it.")
     d = TrainConfig()
-    p.add_argument("--dataset", choices=DATASET_CHOICES, default="fashion-mnist", help="data set")
+    p.add_argument("--dataset", choices=DATASET_CHOICES, default=None, help="data set (default: fashion-mnist; "
+                   "lighthouse, the shipped text, with --model transformer; text with --text-file)")
+    p.add_argument("--text-file", default=None, metavar="PATH", help="a UTF-8 text to train --model transformer "
+                   "on, one token per character, the last 10%% held out (implies --dataset text)")
     p.add_argument("--data-root", default=None, help="folder holding the data set (searched first)")
     p.add_argument("--download", action="store_true", help="download a missing data set (checksums verified)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N training samples")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training samples (text windows "
+                   "with --model transformer)")
     p.add_argument("--input-size", type=int, default=None, metavar="PIXELS",
                    help="resize images to PIXELS x PIXELS (default: as stored)")
     p.add_argument("--model", choices=MODELS, default=d.model, help="network family")
     p.add_argument("--hidden", default=None, help="hidden widths, comma-separated (default: 800,800 for mlp); with "
                    f"--model cnn the conv layers' output channels (default: {','.join(map(str, CNN_CHANNELS))}); with "
-                   "--model residual the stem's width then one equal width per residual block")
-    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=d.activation, help="hidden activation")
+                   "--model residual the stem's width then one equal width per residual block; with --model "
+                   f"transformer one equal width per block (default: {','.join(map(str, TRANSFORMER_WIDTHS))})")
+    p.add_argument("--context", type=int, default=None, metavar="T", help="--model transformer: tokens per "
+                   "window; an epoch is one pass over the text's non-overlapping windows (default: 32)")
+    p.add_argument("--heads", type=int, default=None, help="--model transformer: attention heads, dividing the "
+                   "width (default: 2)")
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=None, help=f"hidden activation (default: "
+                   f"{d.activation}; gelu with --model transformer)")
     p.add_argument("--no-bias", action="store_true", help="Linear layers without bias")
     p.add_argument("--method", choices=METHODS, default=d.method, help="training method")
     p.add_argument("--device", default=d.device, help="feedback device (see `optodfa devices`)")
@@ -144,8 +154,9 @@ def _config_from(args: argparse.Namespace, *, base: TrainConfig | None = None,
                  only: Sequence[str] | None = None) -> TrainConfig:
     """The configuration the flags ask for; with ``base``, only the flags in ``only`` change it."""
     values = dict(
-        dataset=args.dataset, data_root=args.data_root, download=args.download, limit=args.limit, model=args.model,
-        hidden=_hidden(args), activation=args.activation, bias=not args.no_bias, method=args.method,
+        dataset=_dataset(args), data_root=args.data_root, download=args.download, limit=args.limit, model=args.model,
+        hidden=_hidden(args), activation=_activation(args), text_file=args.text_file, context=args.context,
+        heads=args.heads, bias=not args.no_bias, method=args.method,
         device=args.device, profile=args.profile, overrides=parse_settings(args.settings),
         feedback_scale=args.feedback_scale, seed=args.seed, feedback_seed=args.feedback_seed,
         noise_seed=args.noise_seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -165,8 +176,22 @@ def _config_from(args: argparse.Namespace, *, base: TrainConfig | None = None,
 
 def _hidden(args: argparse.Namespace) -> tuple[int, ...]:
     if args.hidden is None:
-        return CNN_CHANNELS if args.model == "cnn" else (800, 800)
+        return {"cnn": CNN_CHANNELS, "transformer": TRANSFORMER_WIDTHS}.get(args.model, (800, 800))
     return parse_hidden(args.hidden)
+
+
+def _dataset(args: argparse.Namespace) -> str:
+    if args.dataset is not None:
+        return args.dataset
+    if args.text_file is not None:
+        return "text"
+    return "lighthouse" if args.model == "transformer" else "fashion-mnist"
+
+
+def _activation(args: argparse.Namespace) -> str:
+    if args.activation is not None:
+        return args.activation
+    return "gelu" if args.model == "transformer" else TrainConfig().activation
 
 
 def _momentum(args: argparse.Namespace) -> float:

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from optodfa.models import ACTIVATIONS, MODELS, check_residual_widths
+from optodfa.models import ACTIVATIONS, MODELS, TOKEN_MODELS, check_residual_widths, check_transformer_settings
 from optodfa.schedule import SCHEDULES
 from optodfa.seeding import check_seed
+from optodfa.text_data import TEXT_DATASETS
 from optodfa.validation import check_bool, check_choice, check_int, check_real
 
 METHODS = ("dfa", "bp")
@@ -25,9 +26,10 @@ LOSS_REDUCTIONS = ("mean", "sum")
 # Devices whose feedback matrix optodfa draws itself: only they take `feedback` other than the default and
 # `feedback_file`. An optical device's projection is its own medium's, so these are refused for it.
 MATRIX_DEVICES = ("digital",)
-DATASET_CHOICES = ("fashion-mnist", "mnist", "kmnist", "digits", "cifar10", "cifar100")
-# (input features, classes, training samples) of each data set, for memory estimates made before loading it.
-IMAGE_DATASETS = DATASET_CHOICES  # all of them today; `input_size` is refused for any other
+IMAGE_DATASETS = ("fashion-mnist", "mnist", "kmnist", "digits", "cifar10", "cifar100")  # input_size resizes these
+DATASET_CHOICES = (*IMAGE_DATASETS, *TEXT_DATASETS)  # the text ones train model "transformer" (optodfa.text_data)
+TRANSFORMER_CONTEXT, TRANSFORMER_HEADS = 32, 2  # what context and heads None mean for model "transformer"
+# (input features, classes, training samples) of each image data set, for memory estimates made before loading it.
 DATASET_CHANNELS = {"cifar10": 3, "cifar100": 3}  # 1 for the others
 DATASET_SIZES = {"fashion-mnist": (784, 10, 60000), "mnist": (784, 10, 60000), "kmnist": (784, 10, 60000),
                  "digits": (64, 10, 1437), "cifar10": (3072, 10, 50000), "cifar100": (3072, 100, 50000)}
@@ -42,7 +44,13 @@ class TrainConfig:
             downloaded (checksummed), first ``limit`` training samples only.
         model, hidden, activation, bias: the network: ``mlp`` with hidden widths ``hidden``, ``cnn`` with 3 x 3
             conv layers of ``hidden`` output channels then a linear layer (image input), or ``residual``: a stem
-            and ``len(hidden) - 1`` residual blocks, all of width ``hidden[0]`` (``bias`` applies to all).
+            and ``len(hidden) - 1`` residual blocks, all of width ``hidden[0]`` (``bias`` applies to all), or
+            ``transformer``: a causal character-level Transformer (:class:`optodfa.models.CharTransformer`) with
+            one block per entry of ``hidden``, all of width ``hidden[0]``, ``activation`` in its MLPs (``bias``
+            must stay true); it trains on a text data set (``lighthouse``, or ``text`` with ``text_file``).
+        text_file: the UTF-8 text of data set ``text`` (:mod:`optodfa.text_data`; ``None`` for any other).
+        context, heads: the transformer's window in tokens and attention heads (``None``: 32 and 2, stored as
+            such); ``None`` for every other model.
         method: ``"dfa"`` or ``"bp"``.
         device, profile, overrides: the feedback projector (registry name, optional profile, ``{"key": value}``).
         feedback_scale: ``"auto"`` (``1/sqrt(n_max)``) or a positive number multiplying ``B e``.
@@ -102,6 +110,9 @@ class TrainConfig:
     feedback_file: str | None = None
     loss_reduction: str = "mean"
     input_size: int | None = None
+    text_file: str | None = None
+    context: int | None = None
+    heads: int | None = None
 
     def __post_init__(self) -> None:
         # Every field is checked and stored as a plain Python value (int, float, bool, str, tuple, dict), so that
@@ -161,9 +172,40 @@ class TrainConfig:
         put("loss_reduction", _choice("loss_reduction", self.loss_reduction, LOSS_REDUCTIONS))
         put("input_size", None if self.input_size is None else check_int("input_size", self.input_size, low=1))
         self._check_feedback_settings()
+        put("text_file", _optional_text("text_file", self.text_file))
+        self._check_model_data()
         if self.input_size is not None and self.dataset not in IMAGE_DATASETS:
             raise ValueError(f"input_size resizes images; data set {self.dataset!r} is not an image data set "
                              f"(image data sets: {', '.join(IMAGE_DATASETS)})")
+
+    def _check_model_data(self) -> None:
+        """A transformer trains on text and only on text; its settings exist for it alone."""
+        put = self._put
+        if (self.dataset == "text") != (self.text_file is not None):
+            raise ValueError(f"data set 'text' reads text_file (--text-file PATH) and only it does; got dataset="
+                             f"{self.dataset!r} with text_file={self.text_file!r}")
+        if self.model not in TOKEN_MODELS:
+            if self.dataset in TEXT_DATASETS:
+                raise ValueError(f"data set {self.dataset!r} is a text; it trains model 'transformer', not "
+                                 f"{self.model!r} (image data sets: {', '.join(IMAGE_DATASETS)})")
+            given = [f"{name}={getattr(self, name)!r}" for name in ("context", "heads") if getattr(self, name)
+                     is not None]
+            if given:
+                raise ValueError(f"{' and '.join(given)} set the transformer; model {self.model!r} has no such "
+                                 f"setting (use model 'transformer', or drop them)")
+            return
+        if self.dataset not in TEXT_DATASETS:
+            raise ValueError(f"model {self.model!r} trains on a text: dataset must be one of "
+                             f"{', '.join(TEXT_DATASETS)} (text with text_file), got {self.dataset!r}")
+        put("context", check_int("context", TRANSFORMER_CONTEXT if self.context is None else self.context, low=1))
+        put("heads", check_int("heads", TRANSFORMER_HEADS if self.heads is None else self.heads, low=1))
+        check_transformer_settings(self.hidden, self.heads, self.bias)
+        if self.label_noise > 0:
+            raise ValueError(f"label_noise={self.label_noise} replaces class labels; the transformer's targets are "
+                             f"the next characters of the text (use label_noise 0)")
+        if self.data_root is not None or self.download:
+            raise ValueError(f"data set {self.dataset!r} is a text (shipped, or text_file); data_root and download "
+                             f"apply to image data sets only")
 
     def _check_feedback_settings(self) -> None:
         asked = [f"{name}={value!r}" for name, value, default in (("feedback", self.feedback, "gaussian"),
@@ -284,6 +326,8 @@ def training_memory(config: TrainConfig) -> tuple[float, str]:
     gradients and two Adam moments, the feedback matrix ``B`` (``D x d``) of a digital device, and one batch's
     activations and projection (a few copies each). Device simulators check their own, larger, state when built.
     """
+    if config.model in TOKEN_MODELS:
+        return _transformer_memory(config)
     features, classes, samples = DATASET_SIZES[config.dataset]
     if config.input_size is not None:
         features = DATASET_CHANNELS.get(config.dataset, 1) * config.input_size ** 2
@@ -306,4 +350,28 @@ def training_memory(config: TrainConfig) -> tuple[float, str]:
     needed = 4.0 * (4 * weights + 2 * feedback + activations + data)
     what = (f"training hidden = {','.join(map(str, config.hidden))} at batch size {config.batch_size} on "
             f"{config.dataset}")
+    return needed, what
+
+
+def _transformer_memory(config: TrainConfig) -> tuple[float, str]:
+    """Like :func:`training_memory` for a transformer: weights (x4: gradients, Adam), the text as int64 ids and
+    windows, one batch's activations per block (x6) and attention maps. The vocabulary is not known before the
+    text is read: a file's byte count bounds it (and the text's length), the shipped text has 4 K characters."""
+    import os
+
+    characters = 4096
+    if config.text_file is not None:
+        try:
+            characters = os.path.getsize(config.text_file)
+        except OSError:  # the loader names a missing file; the estimate does not
+            characters = 0
+    vocabulary = min(characters, 65536) + 1
+    width, blocks, context = config.hidden[0], len(config.hidden), config.context or TRANSFORMER_CONTEXT
+    weights = blocks * 12 * width * width + 2 * vocabulary * width + context * width
+    tokens = min(config.batch_size, max(characters // context, 1)) * context
+    heads = config.heads or TRANSFORMER_HEADS
+    activations = 6 * tokens * (blocks * 10 * width + 2 * vocabulary) + blocks * heads * tokens * context
+    needed = 4.0 * (4 * weights + activations) + 8.0 * 3 * characters
+    what = (f"training a transformer of {blocks} block(s) of width {width}, context {context}, at batch size "
+            f"{config.batch_size} on {config.dataset}")
     return needed, what

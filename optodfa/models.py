@@ -18,10 +18,13 @@ from torch.nn import functional as F
 from optodfa.dfa import Feedback
 from optodfa.validation import check_bool, check_choice, check_int
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU}
 # What `TrainConfig.model` (and `optodfa train --model`) builds; see build_model for how `hidden` is read.
-MODELS = ("mlp", "cnn", "residual")
+MODELS = ("mlp", "cnn", "residual", "transformer")
+# Models whose output is (n, T, d): one prediction, one error and one feedback per token.
+TOKEN_MODELS = ("transformer",)
 CNN_CHANNELS = (16, 32)  # the CLI's --hidden default under --model cnn
+TRANSFORMER_WIDTHS = (32, 32)  # the CLI's --hidden default under --model transformer: 2 blocks of width 32
 
 
 def mlp(input_shape: Sequence[int], hidden: Sequence[int], num_classes: int, *, activation: str = "tanh",
@@ -125,7 +128,7 @@ def residual_mlp(input_shape: Sequence[int], width: int, num_classes: int, *, bl
 class _Block(nn.Module):
     """Pre-norm Transformer block: ``x += attn(ln1(x))``, ``x += fc2(point(fc1(ln2(x))))``, then a point."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: int, name: str) -> None:
+    def __init__(self, width: int, heads: int, mlp_ratio: int, name: str, activation: str = "gelu") -> None:
         super().__init__()
         self.heads = heads
         self.ln1 = nn.LayerNorm(width)
@@ -133,7 +136,7 @@ class _Block(nn.Module):
         self.proj = nn.Linear(width, width)
         self.ln2 = nn.LayerNorm(width)
         self.fc1 = nn.Linear(width, mlp_ratio * width)
-        self.mlp_point = Feedback(nn.GELU(), name=f"{name}.mlp", layer=self.fc1)
+        self.mlp_point = Feedback(ACTIVATIONS[activation](), name=f"{name}.mlp", layer=self.fc1)
         self.fc2 = nn.Linear(mlp_ratio * width, width)
         self.out_point = Feedback(None, name=f"{name}.out")
 
@@ -165,10 +168,11 @@ class CharTransformer(nn.Module):
         heads: attention heads.
         blocks: Transformer blocks.
         mlp_ratio: MLP hidden width over ``width``.
+        activation: the MLP's activation (:data:`ACTIVATIONS`; GELU as usual for Transformers).
     """
 
     def __init__(self, vocab_size: int, *, context: int = 32, width: int = 32, heads: int = 2, blocks: int = 2,
-                 mlp_ratio: int = 4) -> None:
+                 mlp_ratio: int = 4, activation: str = "gelu") -> None:
         super().__init__()
         vocab_size = check_int("vocab_size", vocab_size, low=1)
         self.context = check_int("context", context, low=1)
@@ -178,9 +182,11 @@ class CharTransformer(nn.Module):
             raise ValueError(f"width must be divisible by heads, got width={width}, heads={heads}")
         blocks = check_int("blocks", blocks, low=1)
         mlp_ratio = check_int("mlp_ratio", mlp_ratio, low=1)
+        check_choice("activation", activation, ACTIVATIONS)
         self.token = nn.Embedding(vocab_size, width)
         self.position = nn.Embedding(self.context, width)
-        self.blocks = nn.ModuleList(_Block(width, heads, mlp_ratio, f"block{i + 1}") for i in range(blocks))
+        self.blocks = nn.ModuleList(_Block(width, heads, mlp_ratio, f"block{i + 1}", activation)
+                                    for i in range(blocks))
         self.ln = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab_size)
 
@@ -196,24 +202,36 @@ class CharTransformer(nn.Module):
 
 
 def char_transformer(vocab_size: int, *, context: int = 32, width: int = 32, heads: int = 2, blocks: int = 2,
-                     mlp_ratio: int = 4) -> CharTransformer:
+                     mlp_ratio: int = 4, activation: str = "gelu") -> CharTransformer:
     """A :class:`CharTransformer` (see there for the arguments)."""
-    return CharTransformer(vocab_size, context=context, width=width, heads=heads, blocks=blocks, mlp_ratio=mlp_ratio)
+    return CharTransformer(vocab_size, context=context, width=width, heads=heads, blocks=blocks, mlp_ratio=mlp_ratio,
+                           activation=activation)
 
 
 def build_model(model: str, input_shape: Sequence[int], hidden: Sequence[int], num_classes: int, *,
-                activation: str = "tanh", bias: bool = True) -> nn.Module:
+                activation: str = "tanh", bias: bool = True, heads: int = 2) -> nn.Module:
     """The network ``model`` names (:data:`MODELS`), as a run configuration describes it.
 
     ``"mlp"``: :func:`mlp` with hidden widths ``hidden``. ``"cnn"``: :func:`cnn` with one 3 × 3 conv layer of
     ``hidden[i]`` output channels each (``same`` padding, no pooling), then the linear output layer; it needs
     ``input_shape`` ``(C, H, W)`` (an image, not flattened). ``"residual"``: :func:`residual_mlp` with one
     feedback point per entry of ``hidden`` — the stem and ``len(hidden) - 1`` residual blocks — so the entries
-    must be equal (the skip connections add vectors of one width) and at least two.
-    mlp and cnn are ``nn.Sequential`` (for :func:`optodfa.dfa.convert`); residual is a module with its own
-    feedback points (for :meth:`optodfa.dfa.DFAModel.from_module`).
+    must be equal (the skip connections add vectors of one width) and at least two. ``"transformer"``:
+    :func:`char_transformer` with one block per entry of ``hidden``, all of that one width (the residual stream),
+    ``heads`` attention heads, ``activation`` in the blocks' MLPs, ``input_shape`` ``(T,)`` (the context, in
+    tokens) and ``num_classes`` the vocabulary size; ``bias`` must be true (its layers always have biases).
+    mlp and cnn are ``nn.Sequential`` (for :func:`optodfa.dfa.convert`); residual and transformer are modules with
+    their own feedback points (for :meth:`optodfa.dfa.DFAModel.from_module`, the transformer with
+    ``token_dims=1``).
     """
     check_choice("model", model, MODELS)
+    if model == "transformer":
+        if len(input_shape) != 1:
+            raise ValueError(f"model 'transformer' takes input_shape (T,), the context in tokens; got "
+                             f"{tuple(input_shape)}")
+        check_transformer_settings(hidden, heads, bias)
+        return char_transformer(num_classes, context=input_shape[0], width=hidden[0], heads=heads,
+                                blocks=len(hidden), activation=activation)
     if model == "cnn":
         return cnn(input_shape, num_classes, channels=tuple(hidden), activation=activation, bias=bias)
     if model == "residual":
@@ -230,6 +248,22 @@ def check_residual_widths(hidden: Sequence[int]) -> None:
         raise ValueError(f"model 'residual' takes hidden = the stem's width then one equal width per residual block "
                          f"(at least two equal widths, e.g. 256,256,256 for a stem and 2 blocks); got "
                          f"{','.join(map(str, widths))}")
+
+
+def check_transformer_settings(hidden: Sequence[int], heads: int, bias: bool = True) -> None:
+    """Raise unless ``hidden`` and ``heads`` can describe a transformer: one equal width per block, divisible by
+    ``heads``, with biases."""
+    widths = list(hidden)
+    if not widths or len(set(widths)) != 1:
+        raise ValueError(f"model 'transformer' takes hidden = one equal width per block (e.g. 32,32 for 2 blocks "
+                         f"of width 32); got {','.join(map(str, widths)) or 'none'}")
+    heads = check_int("heads", heads, low=1)
+    if widths[0] % heads:
+        raise ValueError(f"the transformer's width (hidden) must be divisible by heads; got width {widths[0]} and "
+                         f"heads {heads}")
+    if not check_bool("bias", bias):
+        raise ValueError("model 'transformer' always has biases (in its Linear and LayerNorm layers); bias=False "
+                         "(--no-bias) applies to mlp, cnn and residual only")
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:

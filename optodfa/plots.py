@@ -22,8 +22,10 @@ def plot_run(path: str | Path, out: str | Path | None = None) -> Path:
     series = run.series
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     epochs = range(1, len(series.get("metrics/test_accuracy", [])) + 1)
+    # A transformer's test set is its text's held-out part, its accuracy that of the next token.
+    label = "held-out token accuracy" if "text" in run.attrs else "test accuracy"
     axes[0].plot(epochs, series.get("metrics/test_accuracy", []), "o-")
-    axes[0].set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
+    axes[0].set(xlabel="epoch", ylabel=label, title=label)
     axes[1].plot(epochs, series.get("metrics/train_loss", []), "o-")
     axes[1].set(xlabel="epoch", ylabel="cross-entropy", title="training loss")
     steps = series.get("alignment/step", [])

@@ -3,6 +3,7 @@ one table comparing several runs, one column each (``optodfa report A.h5 B.h5 ..
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +14,8 @@ MISSING = "-"
 
 
 def summary_rows(run: RunFile) -> list[tuple[str, str]]:
-    """``(label, value)`` rows: accuracy, loss, final alignment per layer, device counters."""
+    """``(label, value)`` rows: accuracy, loss, final alignment per layer, device counters. A transformer's run
+    (it has the ``text`` attribute) names its held-out metrics as such, per token, with the perplexity."""
     series, attrs = run.series, run.attrs
     config = attrs.get("config", {})
     rows = [("run", str(run.path)),
@@ -32,7 +34,13 @@ def summary_rows(run: RunFile) -> list[tuple[str, str]]:
     accuracy = series.get("metrics/test_accuracy", [])
     epochs = config.get("epochs", "?")
     rows.append(("epochs done", f"{len(accuracy)} / {epochs}"))
-    if accuracy:
+    if accuracy and "text" in attrs:
+        loss = series.get("metrics/test_loss", [])
+        rows.append(("held-out loss, nats/token (final)", f"{loss[-1]:.4f}" if loss else MISSING))
+        rows.append(("held-out perplexity (final)", f"{math.exp(loss[-1]):.3f}" if loss else MISSING))
+        rows.append(("held-out token accuracy (final)", f"{accuracy[-1]:.4f}"))
+        rows.append(("train loss, nats/token (last epoch)", f"{series['metrics/train_loss'][-1]:.4f}"))
+    elif accuracy:
         rows.append(("test accuracy (final)", f"{accuracy[-1]:.4f}"))
         rows.append(("test accuracy (best)", f"{max(accuracy):.4f}"))
         rows.append(("train loss (last epoch)", f"{series['metrics/train_loss'][-1]:.4f}"))

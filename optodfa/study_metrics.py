@@ -30,12 +30,12 @@ import pickle
 from collections.abc import Callable
 
 import torch
-from torch.nn import functional as F
 
 from optodfa.alignment import gradient_alignment, weight_alignment
 from optodfa.device import NonFiniteError, Projector
 from optodfa.dfa import DFAModel
 from optodfa.fidelity import measure_fidelity
+from optodfa.losses import cross_entropy
 from optodfa.runlog import RunFile
 
 __all__ = ["FIDELITY", "ideal_matrix", "record_alignment"]
@@ -62,16 +62,18 @@ def _matrix_signal(model: DFAModel, matrix: torch.Tensor) -> Callable[[torch.Ten
 
 
 def _error(model: DFAModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``(n, d)`` output error ``∂L/∂output`` of the batch (mean cross-entropy), as the alignment measures it."""
+    """``(n, d)`` (or ``(n, T, d)``) output error ``∂L/∂output`` of the batch (mean cross-entropy, over tokens for
+    a token model), as the alignment measures it."""
     with torch.enable_grad():
         output = model.network(x)
-        return torch.autograd.grad(F.cross_entropy(output, y), output)[0].detach()
+        return torch.autograd.grad(cross_entropy(output, y), output)[0].detach()
 
 
 def record_alignment(run: RunFile, model: DFAModel, x: torch.Tensor, y: torch.Tensor) -> None:
     """Append every series of the module docstring for the batch ``(x, y)`` at ``model.step``."""
     run.append("alignment/step", model.step)
     error = _error(model, x, y)
+    flat = error.reshape(-1, model.projector.in_features)  # one row per sample, or per token of a token model
     try:
         twin = copy.deepcopy(model.projector)  # same state, own counters, noise stream and drift clock
     except (TypeError, AttributeError, RuntimeError, pickle.PicklingError):
@@ -80,9 +82,9 @@ def record_alignment(run: RunFile, model: DFAModel, x: torch.Tensor, y: torch.Te
         twin = model.projector
     try:
         with torch.no_grad():
-            device_output = twin.project(error.reshape(-1, model.projector.in_features))
+            device_output = twin.project(flat)
     except NonFiniteError:  # the training step raises it, with its step; here it is a measurement gap
-        device_output = torch.full((error.shape[0], model.projector.out_features), math.nan, dtype=error.dtype,
+        device_output = torch.full((flat.shape[0], model.projector.out_features), math.nan, dtype=error.dtype,
                                    device=error.device)
 
     def device_signal(_: torch.Tensor) -> torch.Tensor:
@@ -97,7 +99,7 @@ def record_alignment(run: RunFile, model: DFAModel, x: torch.Tensor, y: torch.Te
     same = ideal is not None and effective is not None and torch.equal(ideal, effective)
     if ideal is not None and not same:
         views["alignment/ideal/gradient"] = _matrix_signal(model, ideal)
-    results = {prefix: gradient_alignment(model, x, y, F.cross_entropy, feedback=signal)
+    results = {prefix: gradient_alignment(model, x, y, cross_entropy, feedback=signal)
                for prefix, signal in views.items()}
     weights = {"alignment/weight": weight_alignment(model)}
     if same:
@@ -112,7 +114,7 @@ def record_alignment(run: RunFile, model: DFAModel, x: torch.Tensor, y: torch.Te
         try:
             if not bool(torch.isfinite(device_output).all()):
                 raise ValueError("non-finite device output")
-            measured = measure_fidelity(twin, error, device_output, against=against)
+            measured = measure_fidelity(twin, flat, device_output, against=against)
             values = (measured.cosine, measured.snr_db, measured.enob)
         except ValueError:  # a batch too small for the cross-fitted reference of a non-linear readout
             values = (math.nan,) * len(FIDELITY)

@@ -5,6 +5,12 @@ counters) and the position in the epoch, as plain HDF5 datasets (:mod:`optodfa.h
 data order of each epoch is a function of ``(seed, epoch)``, so a resumed run replays exactly what an
 uninterrupted one would have done.
 
+``model = "transformer"`` goes through the same loop: its samples are windows of ``context`` characters of a text
+(:mod:`optodfa.text_data`: one epoch is one pass over all non-overlapping training windows), its output is
+``(n, T, vocab)`` and the loss, the DFA error (projected token by token, ``token_dims=1``) and the alignment
+measurements are per token. Its held-out part (the last 10 % of the text) is its test set: ``metrics/test_loss``
+is the mean cross-entropy in nats per token there and ``metrics/test_accuracy`` the next-token accuracy.
+
 Files are never lost by accident: :func:`train` refuses an existing run file unless ``force=True``, and a lock
 (:class:`optodfa.runlock.RunLock`) keeps a second writer away from a run file while one trains into it. When
 anything raises out of the loop, the run file keeps everything up to its last checkpoint and records
@@ -28,7 +34,6 @@ import h5py
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from tqdm import tqdm
 
 import optodfa
@@ -37,12 +42,14 @@ from optodfa.data import Dataset, load_dataset
 from optodfa.dfa import DFAModel, convert
 from optodfa.h5tree import copy_tree
 from optodfa.interrupt import StopOnSignals
-from optodfa.models import build_model
+from optodfa.losses import cross_entropy
+from optodfa.models import TOKEN_MODELS, build_model
 from optodfa.runlock import RunLock
 from optodfa.runlog import RunFile, RunFileError, check_writable
 from optodfa.schedule import on_log_grid
 from optodfa.seeding import derive_seed, torch_generator
 from optodfa.study_metrics import record_alignment
+from optodfa.text_data import TextData, load_text
 from optodfa.weights import layer_weights, record_final, record_initial, record_snapshot, truncate_snapshots
 
 DEVICE_SERIES = ("frames", "hardware_seconds", "energy_joules", "saturated_pixels", "projections", "macs",
@@ -54,7 +61,7 @@ class Session:
     """What a run needs in memory: data, the DFA model, its optimiser, the run file and its writer's lock."""
 
     config: TrainConfig
-    data: Dataset
+    data: Dataset | TextData
     model: DFAModel
     optimizer: torch.optim.Optimizer
     run: RunFile
@@ -120,10 +127,16 @@ def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None =
     data = load_training_data(config)
     device = torch.device(config.torch_device)
     torch.manual_seed(derive_seed(config.seed, 0))
+    token = {"heads": config.heads} if config.model in TOKEN_MODELS else {}
     network = build_model(config.model, data.input_shape, config.hidden, data.num_classes,
-                          activation=config.activation, bias=config.bias).to(device)
+                          activation=config.activation, bias=config.bias, **token).to(device)
     model, report = wrap_network(config, network, data)
     optimizer = make_optimizer(config, model)
+    text = data.describe() if isinstance(data, TextData) else None
+    if run is not None and text is not None and run.attrs.get("text", {}).get("sha256") != text["sha256"]:
+        raise ValueError(f"the text of {str(out)!r} has changed since the run started (SHA-256 "
+                         f"{run.attrs.get('text', {}).get('sha256')} then, {text['sha256']} now, read from "
+                         f"{data.source}); resuming needs the same text")
     if run is None:
         lock = RunLock(out).acquire()
         try:
@@ -134,15 +147,18 @@ def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None =
                 "seed": config.seed, "feedback_seed": config.feedback_seed, "config": config.to_dict(),
                 "versions": versions(), "device_description": model.projector.describe(),
                 "model": model.describe(), "data_source": data.source, "status": "running",
-                "command": list(sys.argv), "started_utc": utc_now()})
+                "command": list(sys.argv), "started_utc": utc_now(), **({"text": text} if text else {})})
         except BaseException:
             lock.release()
             raise
     return Session(config, data, model, optimizer, run, report, lock)
 
 
-def load_training_data(config: TrainConfig) -> Dataset:
-    """The data set a run of ``config`` trains on, label noise included (the labels its steps saw)."""
+def load_training_data(config: TrainConfig) -> Dataset | TextData:
+    """The data set a run of ``config`` trains on, label noise included (the labels its steps saw); for a
+    transformer, the text's windows (:func:`optodfa.text_data.load_text`)."""
+    if config.model in TOKEN_MODELS:
+        return load_text(config.dataset, context=config.context, text_file=config.text_file, limit=config.limit)
     data = load_dataset(config.dataset, root=config.data_root, download=config.download, limit=config.limit,
                         input_size=config.input_size, flatten=config.model in ("mlp", "residual"))
     if config.label_noise > 0:
@@ -152,9 +168,10 @@ def load_training_data(config: TrainConfig) -> Dataset:
     return data
 
 
-def wrap_network(config: TrainConfig, network: nn.Module, data: Dataset) -> tuple[DFAModel, list[str]]:
+def wrap_network(config: TrainConfig, network: nn.Module, data: Dataset | TextData) -> tuple[DFAModel, list[str]]:
     """The DFA model of ``network``: :func:`convert` for an ``nn.Sequential``, :meth:`DFAModel.from_module` for a
-    module with its own feedback points (``model = "residual"``, whose last layer is ``head``)."""
+    module with its own feedback points (``model = "residual"`` or ``"transformer"``, whose last layer is
+    ``head``; the transformer's error is projected token by token)."""
     input_shape = (int(np.prod(data.input_shape)),) if data.x_train.ndim == 2 else tuple(data.input_shape)
     settings = dict(projector=config.device, feedback_seed=config.feedback_seed, profile=config.profile,
                     overrides=config.device_overrides(), noise_seed=config.noise_seed,
@@ -162,8 +179,11 @@ def wrap_network(config: TrainConfig, network: nn.Module, data: Dataset) -> tupl
     if isinstance(network, nn.Sequential):
         return convert(network, input_shape, **settings)
     parameter = next(network.parameters())
-    example = torch.zeros(1, *input_shape, dtype=parameter.dtype, device=parameter.device)
-    model = DFAModel.from_module(network, example, output_layer=getattr(network, "head", None), **settings)
+    token_dims = int(config.model in TOKEN_MODELS)
+    dtype = torch.int64 if token_dims else parameter.dtype  # a token model reads token ids
+    example = torch.zeros(1, *input_shape, dtype=dtype, device=parameter.device)
+    model = DFAModel.from_module(network, example, output_layer=getattr(network, "head", None),
+                                 token_dims=token_dims, **settings)
     return model, list(model.report)
 
 
@@ -176,7 +196,8 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000) -> tuple[float, float]:
-    """Accuracy in [0, 1] and mean cross-entropy of ``model`` on ``(x, y)``, under ``torch.no_grad``."""
+    """Accuracy in [0, 1] and mean cross-entropy (nats) of ``model`` on ``(x, y)``, under ``torch.no_grad``; for
+    a token model (``(n, T, d)`` output, ``(n, T)`` targets) both are per token."""
     was_training = model.training
     model.eval()
     correct, loss = 0, 0.0
@@ -185,10 +206,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
         for start in range(0, len(x), batch_size):
             xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
             out = model(xb)
-            loss += float(F.cross_entropy(out, yb, reduction="sum"))
-            correct += int((out.argmax(1) == yb).sum())
+            loss += float(cross_entropy(out, yb, reduction="sum"))
+            correct += int((out.argmax(-1) == yb).sum())
     model.train(was_training)
-    return correct / len(x), loss / len(x)
+    return correct / y.numel(), loss / y.numel()
 
 
 def train(config: TrainConfig, out: str | Path, *, force: bool = False, progress: bool = True,
@@ -365,10 +386,11 @@ def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, sto
                     record_snapshot(run.trees, model.step, layer_weights(model))
 
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y, reduction=config.loss_reduction)
+            loss = cross_entropy(model(x), y, reduction=config.loss_reduction)
             loss.backward()
-            # The recorded training loss is a per-sample mean whatever the reduction, comparable across runs.
-            sample_loss = float(loss.detach()) / (len(y) if config.loss_reduction == "sum" else 1)
+            # The recorded training loss is a per-sample (per-token) mean whatever the reduction, comparable across
+            # runs.
+            sample_loss = float(loss.detach()) / (y.numel() if config.loss_reduction == "sum" else 1)
             if model.last_batch_skipped:
                 optimizer.zero_grad(set_to_none=True)
             else:
@@ -398,8 +420,12 @@ def _loop(session: Session, *, start: dict[str, Any] | None, progress: bool, sto
         for name in DEVICE_SERIES:
             run.append(f"device/{name}", getattr(counters, name))
         loss_sum, loss_count = 0.0, 0
-        log(f"epoch {epoch + 1}/{config.epochs}: test accuracy {accuracy:.4f}, "
-            f"train loss {run.series['metrics/train_loss'][-1]:.4f}")
+        if isinstance(data, TextData):
+            log(f"epoch {epoch + 1}/{config.epochs}: held-out loss {test_loss:.4f} nats/token, token accuracy "
+                f"{accuracy:.4f}, train loss {run.series['metrics/train_loss'][-1]:.4f}")
+        else:
+            log(f"epoch {epoch + 1}/{config.epochs}: test accuracy {accuracy:.4f}, "
+                f"train loss {run.series['metrics/train_loss'][-1]:.4f}")
         if epoch + 1 == config.epochs:
             record_final(run.trees, layer_weights(model))
             run.attrs["status"] = "completed"
