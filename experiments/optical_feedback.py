@@ -7,9 +7,9 @@ folder's ``study/``; ``python -m experiments.optical_feedback --from FOLDER`` re
 
 The study (:func:`experiments.optical.grid.full_grids`; SPEC §6.6, issue 8). Every setting trains from 3
 initialisation seeds with the feedback seed fixed (0); the base is DFA, MLP 784-800-800-10 (tanh, bias), Adam at
-1e-3, batch 128, the first 10 000 training images for 3 epochs, the full 10 000-image test set, ``opu-sim`` with the ``lighton-aurora``
-profile (8-bit camera, shot noise, 5 e- read noise, ternary threshold 0.25, holographic readout). Groups of
-settings, each changing one or two things from the base:
+1e-3, batch 128, the first 10 000 training images for 3 epochs, the full 10 000-image test set, ``opu-sim``
+with the ``lighton-aurora`` profile (8-bit camera, shot noise, 5 e- read noise, ternary threshold 0.25,
+holographic readout). Groups of settings, each changing one or two things from the base:
 
 * ``bits``: camera bits 1, 2, 3, 4, 6, 8, 12 and unlimited, for the ternary (0.25), sign and 3-bit bit-plane
   encodings;
