@@ -82,6 +82,35 @@ def _check_kernel(kernel: np.ndarray) -> np.ndarray:
     return kernel.astype(np.float64)
 
 
+def _check_conv_geometry(kernel_shape: tuple[int, int, int, int],
+                         image_shape: tuple[int, int]) -> tuple[int, int, int, int, int]:
+    """``(C_out, C_in, k, H, W)`` from a kernel shape ``(C_out, C_in, k, k)`` (odd ``k``) and an image shape."""
+    c_out, c_in, k, k2 = (check_int("kernel_shape entry", v, low=1) for v in kernel_shape)
+    if k != k2 or k % 2 == 0:
+        raise ValueError(f"kernel_shape must be (C_out, C_in, k, k) with odd k, got {tuple(kernel_shape)}")
+    height, width = _check_image(image_shape)
+    return c_out, c_in, k, height, width
+
+
+def _check_pair(first: np.ndarray, second: np.ndarray, *, names: tuple[str, str],
+                channels: tuple[tuple[str, int], tuple[str, int]], pixels: int, column: str,
+                where: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Two float64 matrices of shapes ``(C_a·H·W, m)`` and ``(C_b·H·W, m)``, one ``m`` for both.
+
+    ``channels`` names each matrix's channel count and gives it (``("C_in", 8)``); ``pixels`` is ``H·W``;
+    ``column`` names ``m`` and ``where`` ends the error's description of what was expected.
+    """
+    first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    (label_a, count_a), (label_b, count_b) = channels
+    rows_a, rows_b = count_a * pixels, count_b * pixels
+    if first.ndim != 2 or second.ndim != 2 or first.shape[0] != rows_a or second.shape[0] != rows_b \
+            or first.shape[1] != second.shape[1]:
+        raise ValueError(f"{names[0]} and {names[1]} must have shapes ({label_a}·H·W, {column}) = ({rows_a}, "
+                         f"{column}) and ({label_b}·H·W, {column}) = ({rows_b}, {column}){where}, got {first.shape} "
+                         f"and {second.shape}")
+    return first, second
+
+
 def _taps(k: int, height: int, width: int) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
     """Per kernel tap ``(i, j)``: output and input pixel indices (flattened ``y·W + x``) it connects."""
     pad = k // 2
@@ -138,17 +167,11 @@ def conv_adjoint(left: np.ndarray, right: np.ndarray, kernel_shape: tuple[int, i
     Returns:
         ``(C_out, C_in, k, k)`` float64.
     """
-    c_out, c_in, k, k2 = (check_int("kernel_shape entry", v, low=1) for v in kernel_shape)
-    if k != k2 or k % 2 == 0:
-        raise ValueError(f"kernel_shape must be (C_out, C_in, k, k) with odd k, got {tuple(kernel_shape)}")
-    height, width = _check_image(image_shape)
+    c_out, c_in, k, height, width = _check_conv_geometry(kernel_shape, image_shape)
     pixels = height * width
-    left, right = np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64)
-    if left.ndim != 2 or right.ndim != 2 or left.shape[0] != c_out * pixels or right.shape[0] != c_in * pixels \
-            or left.shape[1] != right.shape[1]:
-        raise ValueError(f"left and right must have shapes (C_out·H·W, r) = ({c_out * pixels}, r) and (C_in·H·W, r) "
-                         f"= ({c_in * pixels}, r) for kernel {tuple(kernel_shape)} on {height} × {width} images, got "
-                         f"{left.shape} and {right.shape}")
+    left, right = _check_pair(left, right, names=("left", "right"), channels=(("C_out", c_out), ("C_in", c_in)),
+                              pixels=pixels, column="r",
+                              where=f" for kernel {tuple(kernel_shape)} on {height} × {width} images")
     rank = left.shape[1]
     left, right = left.reshape(c_out, pixels, rank), right.reshape(c_in, pixels, rank)
     result = np.zeros((c_out, c_in, k, k))
@@ -288,16 +311,10 @@ def attainable_alignment(b_in: np.ndarray, b_out: np.ndarray, kernel_shape: tupl
         The cosine in ``[0, 1]`` and the kernel ``K*`` that attains it (``(C_out, C_in, k, k)``, defined up to a
         positive factor: the conv layer DFA would have to reach).
     """
-    c_out, c_in, k, k2 = (check_int("kernel_shape entry", v, low=1) for v in kernel_shape)
-    if k != k2 or k % 2 == 0:
-        raise ValueError(f"kernel_shape must be (C_out, C_in, k, k) with odd k, got {tuple(kernel_shape)}")
-    height, width = _check_image(image_shape)
+    c_out, c_in, k, height, width = _check_conv_geometry(kernel_shape, image_shape)
     pixels = height * width
-    b_in, b_out = np.asarray(b_in, dtype=np.float64), np.asarray(b_out, dtype=np.float64)
-    if b_in.ndim != 2 or b_out.ndim != 2 or b_in.shape[0] != c_in * pixels or b_out.shape[0] != c_out * pixels \
-            or b_in.shape[1] != b_out.shape[1]:
-        raise ValueError(f"b_in and b_out must have shapes (C_in·H·W, d) = ({c_in * pixels}, d) and (C_out·H·W, d) "
-                         f"= ({c_out * pixels}, d), got {b_in.shape} and {b_out.shape}")
+    b_in, b_out = _check_pair(b_in, b_out, names=("b_in", "b_out"), channels=(("C_in", c_in), ("C_out", c_out)),
+                              pixels=pixels, column="d")
     d = b_in.shape[1]
     check_memory(f"attainable_alignment for kernel {tuple(kernel_shape)} on {height} × {width} images, d = {d}",
                  3 * 8.0 * c_out * c_in * k * k * c_in * pixels * d)
