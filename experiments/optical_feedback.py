@@ -7,7 +7,7 @@ folder's ``study/``; ``python -m experiments.optical_feedback --from FOLDER`` re
 
 The study (:func:`experiments.optical.grid.full_grids`; SPEC §6.6, issue 8). Every setting trains from 3
 initialisation seeds with the feedback seed fixed (0); the base is DFA, MLP 784-800-800-10 (tanh, bias), Adam at
-1e-3, batch 128, the first 10 000 training images for 3 epochs, the full 10 000-image test set, ``opu-sim``
+1e-3, batch 128, the first 10 000 training images for 2 epochs, the full 10 000-image test set, ``opu-sim``
 with the ``lighton-aurora`` profile (8-bit camera, shot noise, 5 e- read noise, ternary threshold 0.25,
 holographic readout). Groups of settings, each changing one or two things from the base:
 
@@ -54,7 +54,7 @@ NAME = "optical_feedback"
 def main(argv: list[str] | None = None) -> None:
     """The command line: train the study's sweeps (or take ``--from FOLDER``), then write and print its report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few seconds: 32-32 MLP, 600 images, 1 epoch")
+    parser.add_argument("--quick", action="store_true", help="a few seconds: 32-32 MLP, 300 images, 1 epoch")
     parser.add_argument("--out", type=Path, default=Path("results"), help="the sweep goes to OUT/optical_feedback")
     parser.add_argument("--from", dest="source", type=Path, default=None, metavar="FOLDER",
                         help="only redraw the figures and tables from this sweep folder (no training)")
