@@ -51,7 +51,7 @@ class Settings:
     camera_bits: tuple[int, ...]  # the opu-sim DFA runs (first activation only)
 
 
-FULL = Settings(seeds=3, limit=1000, epochs=1500, batch_size=50, lr=0.05, lr_relu=0.01, per_decade=8,
+FULL = Settings(seeds=3, limit=1000, epochs=1000, batch_size=50, lr=0.05, lr_relu=0.01, per_decade=8,
                 activations=("tanh", "relu"), camera_bits=(8, 2))
 QUICK = Settings(seeds=2, limit=100, epochs=3, batch_size=25, lr=0.05, lr_relu=0.01, per_decade=4,
                  activations=("tanh",),

@@ -41,7 +41,7 @@ class Settings:
     per_decade: int
 
 
-FULL = Settings(seeds=3, noise=(0.0, 0.1, 0.2, 0.5, 0.9), limit=1000, epochs=1000, batch_size=50, lr=0.05,
+FULL = Settings(seeds=3, noise=(0.0, 0.1, 0.2, 0.5, 0.9), limit=1000, epochs=400, batch_size=50, lr=0.05,
                 per_decade=8)
 QUICK = Settings(seeds=1, noise=(0.0, 0.5, 0.9), limit=100, epochs=3, batch_size=25, lr=0.05, per_decade=4)
 
