@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch.nn import functional as F
 
 from experiments._common import markdown_table, parse_settings, write_results
 from optodfa.alignment import gradient_alignment
 from optodfa.datasets.text import CharCorpus, char_batch, char_corpus
 from optodfa.dfa import DFAModel
+from optodfa.losses import cross_entropy
 from optodfa.models import char_transformer
 from optodfa.seeding import derive_seed
 
@@ -52,15 +52,10 @@ class Settings:
 QUICK = Settings(width=16, blocks=1, context=16, batch_size=8, steps=20, eval_every=10, eval_batches=1, seeds=1)
 
 
-def token_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over all tokens of ``(n, T, V)`` logits and ``(n, T)`` targets, in nats."""
-    return F.cross_entropy(output.flatten(0, 1), target.flatten())
-
-
 def validation_loss(model: DFAModel, corpus: CharCorpus, settings: Settings) -> float:
     model.eval()
     with torch.no_grad():
-        losses = [float(token_loss(model(x), y)) for x, y in
+        losses = [float(cross_entropy(model(x), y)) for x, y in
                   (char_batch(corpus.validation, settings.batch_size, settings.context, seed=10**6, step=k)
                    for k in range(settings.eval_batches))]
     model.train()
@@ -85,11 +80,11 @@ def train_one(corpus: CharCorpus, settings: Settings, mode: str, device: str, se
             val.append(validation_loss(model, corpus, settings))
             train.append(sum(recent) / len(recent) if recent else float("nan"))
             recent = []
-            alignment.append(gradient_alignment(model, x, y, token_loss)["total"])
+            alignment.append(gradient_alignment(model, x, y, cross_entropy)["total"])
         if step == settings.steps:
             break
         optimizer.zero_grad(set_to_none=True)
-        loss = token_loss(model(x), y)
+        loss = cross_entropy(model(x), y)
         loss.backward()
         optimizer.step()
         recent.append(loss.item())

@@ -25,6 +25,8 @@ from optodfa.config import (
     LOSS_REDUCTIONS,
     METHODS,
     OPTIMIZERS,
+    TRANSFORMER_CONTEXT,
+    TRANSFORMER_HEADS,
     TrainConfig,
     training_memory,
 )
@@ -89,9 +91,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "--model residual the stem's width then one equal width per residual block; with --model "
                    f"transformer one equal width per block (default: {','.join(map(str, TRANSFORMER_WIDTHS))})")
     p.add_argument("--context", type=int, default=None, metavar="T", help="--model transformer: tokens per "
-                   "window; an epoch is one pass over the text's non-overlapping windows (default: 32)")
+                   "window; an epoch is one pass over the text's non-overlapping windows "
+                   f"(default: {TRANSFORMER_CONTEXT})")
     p.add_argument("--heads", type=int, default=None, help="--model transformer: attention heads, dividing the "
-                   "width (default: 2)")
+                   f"width (default: {TRANSFORMER_HEADS})")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=None, help=f"hidden activation (default: "
                    f"{d.activation}; gelu with --model transformer)")
     p.add_argument("--no-bias", action="store_true", help="Linear layers without bias")

@@ -133,9 +133,10 @@ def build_session(config: TrainConfig, out: str | Path, *, run: RunFile | None =
     model, report = wrap_network(config, network, data)
     optimizer = make_optimizer(config, model)
     text = data.describe() if isinstance(data, TextData) else None
-    if run is not None and text is not None and run.attrs.get("text", {}).get("sha256") != text["sha256"]:
+    recorded = None if run is None else run.attrs.get("text", {}).get("sha256")
+    if text is not None and run is not None and recorded != text["sha256"]:
         raise ValueError(f"the text of {str(out)!r} has changed since the run started (SHA-256 "
-                         f"{run.attrs.get('text', {}).get('sha256')} then, {text['sha256']} now, read from "
+                         f"{recorded} then, {text['sha256']} now, read from "
                          f"{data.source}); resuming needs the same text")
     if run is None:
         lock = RunLock(out).acquire()
