@@ -10,7 +10,7 @@ from llvmlite import ir
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["gaussian_counts", "signed_sum"]
+__all__ = ["binary_counts", "binary_fields", "gaussian_counts", "signed_sum"]
 
 
 @intrinsic
@@ -95,3 +95,76 @@ def binary_fields(frames: np.ndarray, weights: np.ndarray, c0: int, c1: int,
                 for p in range(width):
                     re[p] = _fma(x, w_re[p], re[p])
                     im[p] = _fma(x, w_im[p], im[p])
+
+
+@numba.njit(cache=True, nogil=True)
+def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool, bits: np.ndarray,
+                  table: np.ndarray, gain: Any, offset: Any, base: Any, read2: Any, top: Any, code: int, zero: Any,
+                  out: np.ndarray, c_start: int, c_stop: int, tile: int,
+                  scratch: np.ndarray) -> int:  # pragma: no cover - compiled
+    distinct, elements = frames.shape
+    frames_total = out.shape[0]
+    pixels = weights.shape[1] // 2
+    lit = np.empty(elements, dtype=np.int64)
+    saturated = 0
+    for c0 in range(c_start, c_stop, tile):
+        c1 = min(c_stop, c0 + tile)
+        width = c1 - c0
+        # Pass 1, per distinct row: fields summed over the lit elements in order (binary_fields' sums, two
+        # elements per pass over the row), then the row's mean reading and noise level, kept where the fields were.
+        for r in range(distinct):
+            mean = scratch[r, 0, :width]
+            std = scratch[r, 1, :width]
+            n = 0
+            for e in range(elements):
+                if frames[r, e] != 0:
+                    lit[n] = e
+                    n += 1
+            mean[:] = 0
+            std[:] = 0
+            j = 0
+            while j + 1 < n:
+                xa, xb = frames[r, lit[j]], frames[r, lit[j + 1]]
+                re_a, re_b = weights[lit[j], c0:c1], weights[lit[j + 1], c0:c1]
+                im_a = weights[lit[j], pixels + c0 : pixels + c1]
+                im_b = weights[lit[j + 1], pixels + c0 : pixels + c1]
+                for p in range(width):
+                    mean[p] = _fma(xb, re_b[p], _fma(xa, re_a[p], mean[p]))
+                for p in range(width):
+                    std[p] = _fma(xb, im_b[p], _fma(xa, im_a[p], std[p]))
+                j += 2
+            if j < n:
+                xa = frames[r, lit[j]]
+                re_a, im_a = weights[lit[j], c0:c1], weights[lit[j], pixels + c0 : pixels + c1]
+                for p in range(width):
+                    mean[p] = _fma(xa, re_a[p], mean[p])
+                for p in range(width):
+                    std[p] = _fma(xa, im_a[p], std[p])
+            if shared:
+                for p in range(width):
+                    mu = _fma(std[p], std[p], mean[p] * mean[p])
+                    std[p] = np.sqrt(mu + read2) * gain
+                    mean[p] = mu * gain + offset
+            else:
+                for p in range(width):
+                    mu = _fma(std[p], std[p], mean[p] * mean[p])
+                    value = _fma(mu, gain, offset)
+                    std[p] = np.sqrt(max(_fma(value, gain, base), zero))
+                    mean[p] = value
+        # Pass 2, per frame: mean + noise level x table normal, clipped and truncated, as gaussian_counts.
+        for f in range(frames_total):
+            r = rows[f]
+            mean = scratch[r, 0, :width]
+            std = scratch[r, 1, :width]
+            drawn = bits[f, c0:c1]
+            counts = out[f, c0:c1]
+            top_codes = 0
+            for p in range(width):
+                value = _fma(std[p], table[drawn[p]], mean[p])
+                value = value if value > zero else zero
+                value = value if value < top else top
+                count = np.int32(value)
+                counts[p] = count
+                top_codes += np.int32(count == code)
+            saturated += top_codes
+    return saturated

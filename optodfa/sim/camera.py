@@ -327,24 +327,45 @@ compiled blocks of narrow frames run on them (:mod:`optodfa.sim.threads`), with 
         code = math.floor(torch.tensor(self.top_count, dtype=plan.weights.dtype).item())
         table = normal_table().to(plan.weights.dtype).numpy()
         counts = out.numpy()
-
-        def block(index: int, part: int) -> int:
-            c0 = index * width
+        levels = {"gain": self.gain, "offset": self.dark_offset, "read_noise": self.read_noise_e,
+                  "top": self.top_count, "code": code}
+        if plan.compiled:
+            return self._read_binary(plan, bits, counts, rows, shared, table, levels, workspace)
+        # Fields from torch's matrix product (on torch's threads), then the compiled camera pass, block by block.
+        saturated = 0
+        for c0 in range(0, pixels, width):
             c1 = min(pixels, c0 + width)
-            fields, scale = plan.fields(c0, c1, None if part == 0 else workspace.part(part))
+            fields, scale = plan.fields(c0, c1)
             factor = (np.ones(fields.shape[0], dtype=table.dtype) if scale is None
                       else scale.reshape(-1).numpy())
-            return kernels.gaussian_counts(fields.numpy(), factor, rows, shared, bits[:, c0:c1], table,
-                                           gain=self.gain, offset=self.dark_offset, read_noise=self.read_noise_e,
-                                           top=self.top_count, code=code, out=counts[:, c0:c1])
+            saturated += kernels.gaussian_counts(fields.numpy(), factor, rows, shared, bits[:, c0:c1], table,
+                                                 out=counts[:, c0:c1], **levels)
+        return torch.tensor(saturated, dtype=torch.int64)
 
-        blocks = -(-pixels // width)
-        if not plan.compiled or threads.count() == 1:
-            return torch.tensor(sum(block(b, 0) for b in range(blocks)), dtype=torch.int64)
-        # Blocks share only read-only inputs (fields go to each thread's own workspace, counts to disjoint columns)
-        # and the integer saturation counts add exactly in any order: the counts are the one-thread ones. Only
-        # compiled fields run in parallel: a torch product in each thread would nest torch's threads.
-        return torch.tensor(sum(threads.run_blocks(blocks, block, threads.count())), dtype=torch.int64)
+    @staticmethod
+    def _read_binary(plan: FramePlan, bits: np.ndarray, counts: np.ndarray, rows: np.ndarray, shared: bool,
+                     table: np.ndarray, levels: dict[str, Any], workspace: Workspace) -> torch.Tensor:
+        """Counts of a compiled plan: fields and camera in one compiled call per group of pixel columns."""
+        frames, weights = plan.binary_inputs()
+        pixels = counts.shape[1]
+        tiles = -(-pixels // kernels.TILE)
+        parts = min(threads.count(), tiles)
+        # Two groups per thread: a thread that starts late (a loaded machine) leaves its share to the others.
+        groups = 1 if parts == 1 else min(tiles, 2 * parts)
+        span = -(-tiles // groups) * kernels.TILE
+
+        def group(index: int, part: int) -> int:
+            scratch = workspace.part(part).get("binary_counts", (frames.shape[0], 2, kernels.TILE), torch.float32,
+                                               torch.device("cpu"))
+            columns = (index * span, min(pixels, (index + 1) * span))
+            return kernels.binary_counts(frames, weights, rows, shared, bits, table, out=counts, columns=columns,
+                                         scratch=scratch.numpy(), **levels)
+
+        if parts == 1:
+            return torch.tensor(group(0, 0), dtype=torch.int64)
+        # Groups write disjoint columns and the integer saturation counts add exactly in any order: the counts are
+        # the one-thread ones.
+        return torch.tensor(sum(threads.run_blocks(-(-pixels // span), group, parts)), dtype=torch.int64)
 
     def describe(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

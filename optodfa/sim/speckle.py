@@ -98,6 +98,12 @@ class FramePlan:
         return (self._patterns is None and self._scale is None and w.device.type == "cpu"
                 and w.dtype == torch.float32 and kernels.AVAILABLE)
 
+    def binary_inputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The ``(u, d + 1)`` frames (exposure folded in) and ``(d + 1, 2M)`` weights :meth:`fields` sums, as numpy
+        arrays sharing memory with the plan's tensors (compiled plans only: :func:`kernels.binary_counts`)."""
+        assert self.compiled, "binary_inputs is for compiled plans"
+        return self._frames.numpy(), self.weights.numpy()
+
     def fields(self, c0: int, c1: int, workspace: Workspace | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(u, 2b)`` fields ``[Re F | Im F]`` of pixels ``c0 … c1 − 1`` (``b = c1 − c0``, in ``workspace``, by default
         the plan's) and the ``(u, 1)`` factor their intensities still need (``None`` when the exposure is folded into
