@@ -165,18 +165,9 @@ def _signed_sum(acquisition: Acquisition, signs: tuple[float, ...], n: int) -> t
     pixels = counts.shape[2]
     out = torch.empty(n, pixels, dtype=weights.dtype, device=weights.device)
     if kernels.AVAILABLE and counts.device.type == "cpu" and not counts.dtype.is_floating_point:
-        c, w, o = counts.numpy(), signed.numpy(), out.numpy()
-        parts = threads.count()
-        step = max(1, _THREAD_READINGS // (frames * pixels))
-        if parts == 1 or n <= step:
-            kernels.signed_sum(c, w, o)
-        else:
-            # Planes are independent: groups of them on torch's threads give the one-thread sums exactly.
-            def group(index: int, part: int) -> None:
-                a, b = index * step, min(n, (index + 1) * step)
-                kernels.signed_sum(c[a:b], w[a:b], o[a:b])
-
-            threads.run_blocks(-(-n // step), group, parts)
+        # Planes are independent: groups of them on several threads give the one-thread sums exactly.
+        groups = threads.parts(max(1, (n * frames * pixels) // _THREAD_READINGS))
+        kernels.signed_sum(counts.numpy(), signed.numpy(), out.numpy(), groups=groups)
         return _subtract_dark(out, signed, acquisition.dark_offset)
     # Integer counts times float weights go through a slow mixed-dtype path; a float copy of a cache-sized group of
     # planes, exact for counts below 2^24, makes every product a float one with the same rounding.

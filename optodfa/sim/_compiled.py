@@ -10,7 +10,8 @@ from llvmlite import ir
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["binary_counts", "binary_fields", "gaussian_counts", "signed_sum"]
+__all__ = ["binary_counts", "binary_counts_parallel", "binary_fields", "draw_words", "gaussian_counts",
+           "signed_sum", "signed_sum_parallel", "started"]
 
 
 @intrinsic
@@ -98,73 +99,149 @@ def binary_fields(frames: np.ndarray, weights: np.ndarray, c0: int, c1: int,
 
 
 @numba.njit(cache=True, nogil=True)
+def draw_words(state: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    # numpy's SFC64 (state: a, b, c and the counter), word for word as BitGenerator.random_raw gives them.
+    a, b, c, w = state[0], state[1], state[2], state[3]
+    for i in range(out.shape[0]):
+        word = a + b + w
+        w += np.uint64(1)
+        a = b ^ (b >> np.uint64(11))
+        b = c + (c << np.uint64(3))
+        c = ((c << np.uint64(24)) | (c >> np.uint64(40))) + word
+        out[i] = word
+    state[0], state[1], state[2], state[3] = a, b, c, w
+
+
+@numba.njit(cache=True, nogil=True)
+def _lit_elements(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    distinct, elements = frames.shape
+    lit = np.zeros((distinct, elements), dtype=np.int64)
+    lit_n = np.zeros(distinct, dtype=np.int64)
+    for r in range(distinct):
+        n = 0
+        for e in range(elements):
+            if frames[r, e] != 0:
+                lit[r, n] = e
+                n += 1
+        lit_n[r] = n
+    return lit, lit_n
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_levels(frames: np.ndarray, weights: np.ndarray, lit: np.ndarray, count: int, r: int, c0: int, c1: int,
+                shared: bool, gain: Any, offset: Any, base: Any, read2: Any, zero: Any, mean: np.ndarray,
+                std: np.ndarray) -> None:  # pragma: no cover - compiled
+    # The fields of row r over pixels c0..c1-1, summed over its lit elements in order as binary_fields sums them
+    # (two elements per pass over the row), then the row's mean reading and noise level as gaussian_counts
+    # computes them, written where the real and imaginary fields were.
+    pixels = weights.shape[1] // 2
+    width = c1 - c0
+    for p in range(width):
+        mean[p] = 0
+        std[p] = 0
+    j = 0
+    while j + 1 < count:
+        ea, eb = lit[j], lit[j + 1]
+        xa, xb = frames[r, ea], frames[r, eb]
+        re_a, re_b = weights[ea, c0:c1], weights[eb, c0:c1]
+        im_a, im_b = weights[ea, pixels + c0 : pixels + c1], weights[eb, pixels + c0 : pixels + c1]
+        for p in range(width):
+            mean[p] = _fma(xb, re_b[p], _fma(xa, re_a[p], mean[p]))
+        for p in range(width):
+            std[p] = _fma(xb, im_b[p], _fma(xa, im_a[p], std[p]))
+        j += 2
+    if j < count:
+        ea = lit[j]
+        xa = frames[r, ea]
+        re_a, im_a = weights[ea, c0:c1], weights[ea, pixels + c0 : pixels + c1]
+        for p in range(width):
+            mean[p] = _fma(xa, re_a[p], mean[p])
+        for p in range(width):
+            std[p] = _fma(xa, im_a[p], std[p])
+    if shared:
+        for p in range(width):
+            mu = _fma(std[p], std[p], mean[p] * mean[p])
+            std[p] = np.sqrt(mu + read2) * gain
+            mean[p] = mu * gain + offset
+    else:
+        for p in range(width):
+            mu = _fma(std[p], std[p], mean[p] * mean[p])
+            value = _fma(mu, gain, offset)
+            std[p] = np.sqrt(max(_fma(value, gain, base), zero))
+            mean[p] = value
+
+
+@numba.njit(cache=True, nogil=True)
+def _frame_counts(mean: np.ndarray, std: np.ndarray, drawn: np.ndarray, table: np.ndarray, top: Any, code: int,
+                  zero: Any, counts: np.ndarray) -> int:  # pragma: no cover - compiled
+    # mean + noise level x table normal, clipped and truncated, as gaussian_counts reads a frame.
+    top_codes = 0
+    for p in range(counts.shape[0]):
+        value = _fma(std[p], table[drawn[p]], mean[p])
+        value = value if value > zero else zero
+        value = value if value < top else top
+        count = np.int32(value)
+        counts[p] = count
+        top_codes += np.int32(count == code)
+    return top_codes
+
+
+@numba.njit(cache=True, nogil=True)
 def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool, bits: np.ndarray,
                   table: np.ndarray, gain: Any, offset: Any, base: Any, read2: Any, top: Any, code: int, zero: Any,
-                  out: np.ndarray, c_start: int, c_stop: int, tile: int,
-                  scratch: np.ndarray) -> int:  # pragma: no cover - compiled
-    distinct, elements = frames.shape
-    frames_total = out.shape[0]
-    pixels = weights.shape[1] // 2
-    lit = np.empty(elements, dtype=np.int64)
+                  out: np.ndarray, t0: int, t1: int, tile: int, scratch: np.ndarray) -> int:  # pragma: no cover
+    # Tiles t0..t1-1 of `tile` pixel columns: every distinct row's levels, then every frame's counts.
+    lit, lit_n = _lit_elements(frames)
+    pixels = out.shape[1]
     saturated = 0
-    for c0 in range(c_start, c_stop, tile):
-        c1 = min(c_stop, c0 + tile)
+    for t in range(t0, t1):
+        c0 = t * tile
+        c1 = min(pixels, c0 + tile)
         width = c1 - c0
-        # Pass 1, per distinct row: fields summed over the lit elements in order (binary_fields' sums, two
-        # elements per pass over the row), then the row's mean reading and noise level, kept where the fields were.
-        for r in range(distinct):
-            mean = scratch[r, 0, :width]
-            std = scratch[r, 1, :width]
-            n = 0
-            for e in range(elements):
-                if frames[r, e] != 0:
-                    lit[n] = e
-                    n += 1
-            mean[:] = 0
-            std[:] = 0
-            j = 0
-            while j + 1 < n:
-                xa, xb = frames[r, lit[j]], frames[r, lit[j + 1]]
-                re_a, re_b = weights[lit[j], c0:c1], weights[lit[j + 1], c0:c1]
-                im_a = weights[lit[j], pixels + c0 : pixels + c1]
-                im_b = weights[lit[j + 1], pixels + c0 : pixels + c1]
-                for p in range(width):
-                    mean[p] = _fma(xb, re_b[p], _fma(xa, re_a[p], mean[p]))
-                for p in range(width):
-                    std[p] = _fma(xb, im_b[p], _fma(xa, im_a[p], std[p]))
-                j += 2
-            if j < n:
-                xa = frames[r, lit[j]]
-                re_a, im_a = weights[lit[j], c0:c1], weights[lit[j], pixels + c0 : pixels + c1]
-                for p in range(width):
-                    mean[p] = _fma(xa, re_a[p], mean[p])
-                for p in range(width):
-                    std[p] = _fma(xa, im_a[p], std[p])
-            if shared:
-                for p in range(width):
-                    mu = _fma(std[p], std[p], mean[p] * mean[p])
-                    std[p] = np.sqrt(mu + read2) * gain
-                    mean[p] = mu * gain + offset
-            else:
-                for p in range(width):
-                    mu = _fma(std[p], std[p], mean[p] * mean[p])
-                    value = _fma(mu, gain, offset)
-                    std[p] = np.sqrt(max(_fma(value, gain, base), zero))
-                    mean[p] = value
-        # Pass 2, per frame: mean + noise level x table normal, clipped and truncated, as gaussian_counts.
-        for f in range(frames_total):
+        for r in range(frames.shape[0]):
+            _row_levels(frames, weights, lit[r], lit_n[r], r, c0, c1, shared, gain, offset, base, read2, zero,
+                        scratch[r, 0, :width], scratch[r, 1, :width])
+        for f in range(out.shape[0]):
             r = rows[f]
-            mean = scratch[r, 0, :width]
-            std = scratch[r, 1, :width]
-            drawn = bits[f, c0:c1]
-            counts = out[f, c0:c1]
-            top_codes = 0
-            for p in range(width):
-                value = _fma(std[p], table[drawn[p]], mean[p])
-                value = value if value > zero else zero
-                value = value if value < top else top
-                count = np.int32(value)
-                counts[p] = count
-                top_codes += np.int32(count == code)
-            saturated += top_codes
+            saturated += _frame_counts(scratch[r, 0, :width], scratch[r, 1, :width], bits[f, c0:c1], table, top,
+                                       code, zero, out[f, c0:c1])
     return saturated
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def binary_counts_parallel(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool,
+                           bits: np.ndarray, table: np.ndarray, gain: Any, offset: Any, base: Any, read2: Any,
+                           top: Any, code: int, zero: Any, out: np.ndarray, tile: int,
+                           scratch: np.ndarray) -> int:  # pragma: no cover - compiled
+    # One group of whole tiles per scratch space (per thread).
+    groups = scratch.shape[0]
+    tiles = -(-out.shape[1] // tile)
+    share = -(-tiles // groups)
+    saturated = np.zeros(groups, dtype=np.int64)
+    for g in numba.prange(groups):
+        saturated[g] = binary_counts(frames, weights, rows, shared, bits, table, gain, offset, base, read2, top,
+                                     code, zero, out, g * share, min(tiles, (g + 1) * share), tile, scratch[g])
+    result = 0
+    for g in range(groups):
+        result += saturated[g]
+    return result
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def signed_sum_parallel(counts: np.ndarray, signed: np.ndarray, out: np.ndarray,
+                        groups: int) -> None:  # pragma: no cover - compiled
+    planes = counts.shape[0]
+    step = -(-planes // groups)
+    for g in numba.prange(groups):
+        a = g * step
+        b = min(planes, a + step)
+        if a < b:
+            signed_sum(counts[a:b], signed[a:b], out[a:b])
+
+
+@numba.njit(cache=True, parallel=True)
+def started(values: np.ndarray) -> int:  # pragma: no cover - compiled
+    total = 0
+    for i in numba.prange(values.shape[0]):
+        total += values[i]
+    return total

@@ -301,11 +301,15 @@ compiled blocks of narrow frames run on them (:mod:`optodfa.sim.threads`), with 
         cpu = out.device.type == "cpu"
         if not cpu or (self.shot_noise and self.poisson_exact_below > 0):
             width = pixels
+        compiled = (cpu and self.shot_noise and self.poisson_exact_below == 0 and self.bits is not None
+                    and kernels.AVAILABLE)
+        if compiled and plan.compiled:
+            return self._read_binary(plan, noise, out, workspace)
         bits = None
         if cpu and (self.shot_noise or self.read_noise_e > 0):
             bits = noise.normal_bits(k * pixels).reshape(k, pixels)
-        if bits is not None and self.shot_noise and self.poisson_exact_below == 0 and self.bits is not None \
-                and kernels.AVAILABLE:
+        if compiled:
+            assert bits is not None
             return self._read_compiled(plan, bits, out, width, workspace)
         saturated = None
         for c0 in range(0, pixels, width):
@@ -321,20 +325,13 @@ compiled blocks of narrow frames run on them (:mod:`optodfa.sim.threads`), with 
 
     def _read_compiled(self, plan: FramePlan, bits: np.ndarray, out: torch.Tensor, width: int,
                        workspace: Workspace) -> torch.Tensor:
-        k, pixels = out.shape
-        shared = plan.rows is not None
-        rows = plan.rows.numpy() if plan.rows is not None else np.arange(k, dtype=np.int64)
-        code = math.floor(torch.tensor(self.top_count, dtype=plan.weights.dtype).item())
-        table = normal_table().to(plan.weights.dtype).numpy()
+        """Counts of a plan whose fields come from torch's matrix product (on torch's threads), then the compiled
+        camera pass, block by block."""
+        rows, shared, table, levels = self._compiled_inputs(plan, out.shape[0])
         counts = out.numpy()
-        levels = {"gain": self.gain, "offset": self.dark_offset, "read_noise": self.read_noise_e,
-                  "top": self.top_count, "code": code}
-        if plan.compiled:
-            return self._read_binary(plan, bits, counts, rows, shared, table, levels, workspace)
-        # Fields from torch's matrix product (on torch's threads), then the compiled camera pass, block by block.
         saturated = 0
-        for c0 in range(0, pixels, width):
-            c1 = min(pixels, c0 + width)
+        for c0 in range(0, out.shape[1], width):
+            c1 = min(out.shape[1], c0 + width)
             fields, scale = plan.fields(c0, c1)
             factor = (np.ones(fields.shape[0], dtype=table.dtype) if scale is None
                       else scale.reshape(-1).numpy())
@@ -342,30 +339,35 @@ compiled blocks of narrow frames run on them (:mod:`optodfa.sim.threads`), with 
                                                  out=counts[:, c0:c1], **levels)
         return torch.tensor(saturated, dtype=torch.int64)
 
-    @staticmethod
-    def _read_binary(plan: FramePlan, bits: np.ndarray, counts: np.ndarray, rows: np.ndarray, shared: bool,
-                     table: np.ndarray, levels: dict[str, Any], workspace: Workspace) -> torch.Tensor:
-        """Counts of a compiled plan: fields and camera in one compiled call per group of pixel columns."""
+    def _read_binary(self, plan: FramePlan, noise: NoiseSource, out: torch.Tensor,
+                     workspace: Workspace) -> torch.Tensor:
+        """Counts of a compiled plan: noise, fields and camera in one compiled call, on as many threads as torch
+        has (:mod:`optodfa.sim.threads`)."""
+        k, pixels = out.shape
+        rows, shared, table, levels = self._compiled_inputs(plan, k)
         frames, weights = plan.binary_inputs()
-        pixels = counts.shape[1]
-        tiles = -(-pixels // kernels.TILE)
-        parts = min(threads.count(), tiles)
-        # Two groups per thread: a thread that starts late (a loaded machine) leaves its share to the others.
-        groups = 1 if parts == 1 else min(tiles, 2 * parts)
-        span = -(-tiles // groups) * kernels.TILE
+        groups = threads.parts(-(-pixels // kernels.TILE))
+        cpu = torch.device("cpu")
+        scratch = workspace.get("binary_levels", (groups, frames.shape[0], 2, kernels.TILE), torch.float32, cpu)
+        # The noise words get a fresh buffer, as NoiseSource.normal_bits gives them: freeing it each call keeps the C
+        # allocator serving this call's outputs (counts, sums: each half its size) from memory it has already
+        # mapped. Kept in the workspace instead, it left them to fresh pages: about 170 page faults, 0.3 ms a call.
+        words = np.empty(-(-(k * pixels) // 4), dtype=np.uint64)
+        state = noise.raw_state()
+        saturated = kernels.binary_counts(frames, weights, rows, shared, table, out=out.numpy(), state=state,
+                                          words=words, scratch=scratch.numpy(), **levels)
+        noise.set_raw_state(state)
+        return torch.tensor(saturated, dtype=torch.int64)
 
-        def group(index: int, part: int) -> int:
-            scratch = workspace.part(part).get("binary_counts", (frames.shape[0], 2, kernels.TILE), torch.float32,
-                                               torch.device("cpu"))
-            columns = (index * span, min(pixels, (index + 1) * span))
-            return kernels.binary_counts(frames, weights, rows, shared, bits, table, out=counts, columns=columns,
-                                         scratch=scratch.numpy(), **levels)
-
-        if parts == 1:
-            return torch.tensor(group(0, 0), dtype=torch.int64)
-        # Groups write disjoint columns and the integer saturation counts add exactly in any order: the counts are
-        # the one-thread ones.
-        return torch.tensor(sum(threads.run_blocks(-(-pixels // span), group, parts)), dtype=torch.int64)
+    def _compiled_inputs(self, plan: FramePlan, frames: int) -> tuple[np.ndarray, bool, np.ndarray, dict[str, Any]]:
+        """Row of each frame, whether rows repeat, the normal table and the camera's levels for the kernels."""
+        shared = plan.rows is not None
+        rows = plan.rows.numpy() if plan.rows is not None else np.arange(frames, dtype=np.int64)
+        code = math.floor(torch.tensor(self.top_count, dtype=plan.weights.dtype).item())
+        table = normal_table().to(plan.weights.dtype).numpy()
+        levels = {"gain": self.gain, "offset": self.dark_offset, "read_noise": self.read_noise_e,
+                  "top": self.top_count, "code": code}
+        return rows, shared, table, levels
 
     def describe(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -23,7 +23,8 @@ from types import ModuleType
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "TILE", "binary_counts", "binary_fields", "gaussian_counts", "signed_sum"]
+__all__ = ["AVAILABLE", "TILE", "binary_counts", "binary_fields", "gaussian_counts", "signed_sum",
+           "start_parallel"]
 
 # OPTODFA_NO_KERNELS=1 turns the compiled path off (the tests compare both paths).
 AVAILABLE = (importlib.util.find_spec("numba") is not None
@@ -51,10 +52,17 @@ def binary_fields(frames: np.ndarray, weights: np.ndarray, c0: int, c1: int, out
     _compiled().binary_fields(frames, weights, c0, c1, out)
 
 
-def signed_sum(counts: np.ndarray, signed: np.ndarray, out: np.ndarray) -> None:
+def signed_sum(counts: np.ndarray, signed: np.ndarray, out: np.ndarray, *, groups: int = 1) -> None:
     """``out[i] = Σ_f signed[i, f] · counts[i, f]`` for ``(n, F, D)`` integer counts and ``(n, F)`` float weights,
-    rounded as ``counts[:, 0] · signed[:, 0]`` followed by ``addcmul_`` for each further frame."""
-    _compiled().signed_sum(counts, signed, out)
+    rounded as ``counts[:, 0] · signed[:, 0]`` followed by ``addcmul_`` for each further frame.
+
+    ``groups`` > 1 (at most :func:`optodfa.sim.threads.parts`) sums that many groups of planes on as many threads,
+    with the same sums."""
+    if groups <= 1:
+        _compiled().signed_sum(counts, signed, out)
+        return
+    _with_threads(groups)
+    _compiled().signed_sum_parallel(counts, signed, out, groups)
 
 
 def gaussian_counts(fields: np.ndarray, scale: np.ndarray, rows: np.ndarray, shared: bool, bits: np.ndarray,
@@ -80,33 +88,52 @@ def gaussian_counts(fields: np.ndarray, scale: np.ndarray, rows: np.ndarray, sha
     return int(saturated)
 
 
-def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool, bits: np.ndarray,
-                  table: np.ndarray, *, gain: float, offset: float, read_noise: float, top: float, code: int,
-                  out: np.ndarray, columns: tuple[int, int], scratch: np.ndarray) -> int:
-    """:func:`binary_fields` and :func:`gaussian_counts` in one compiled call over pixel ``columns`` (float32).
+def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool, table: np.ndarray, *,
+                  gain: float, offset: float, read_noise: float, top: float, code: int, out: np.ndarray,
+                  state: np.ndarray, words: np.ndarray, scratch: np.ndarray) -> int:
+    """The noise draw, :func:`binary_fields` and :func:`gaussian_counts` in one compiled pass (float32).
 
-    A tile of :data:`TILE` columns at a time, it sums the fields of each distinct row, turns them into the row's
-    mean reading and noise level (once per distinct row, not per frame), then reads every frame of the tile: the
-    same operations in the same order as the two kernels, so the same counts, without a Python call per block or
-    the fields' round trip through memory.
+    It draws the noise words (numpy's SFC64 from ``state``, word for word), then, a tile of :data:`TILE` pixel
+    columns at a time, sums the fields of each distinct row, turns them into the row's mean reading and noise level
+    (once per distinct row, not per frame) while they are in cache, and reads every frame of the tile: the same
+    draws and the same operations in the same order as ``NoiseSource.normal_bits`` and the two kernels, so the same
+    counts, without a Python call per block or the fields' round trip through memory. With ``g`` scratch spaces
+    the tiles run in ``g`` groups on ``g`` threads (``g`` at most :func:`optodfa.sim.threads.parts`), with the
+    same counts.
 
     Args:
         frames: ``(u, d + 1)`` float32 binary frames (0 or one value per row), as in :func:`binary_fields`.
         weights: ``(d + 1, 2M)`` ``[Re | Im]`` float32 weights.
-        rows, shared, bits, table, gain, offset, read_noise, top, code: as in :func:`gaussian_counts`, with
-            ``bits`` the ``(k, M)`` indices of all pixels.
-        out: ``(k, M)`` integer counts, written in ``columns``.
-        columns: ``(c0, c1)``, the pixel columns to read.
-        scratch: ``(≥ u, 2, ≥ TILE)`` float32 buffer of the calling thread.
+        rows, shared, table, gain, offset, read_noise, top, code: as in :func:`gaussian_counts`.
+        out: ``(k, M)`` integer counts.
+        state: ``(4,)`` uint64 SFC64 state, advanced by the words drawn.
+        words: ``(⌈kM/4⌉,)`` uint64 buffer for the noise words (4 table indices each).
+        scratch: ``(g, ≥ u, 2, TILE)`` float32, one space per thread.
 
     Returns:
-        readings in ``columns`` that reached the top code.
+        readings that reached the top code.
     """
     real = np.float32
-    c0, c1 = columns
-    tile = min(TILE, scratch.shape[2])
-    saturated = _compiled().binary_counts(frames, weights, rows, shared, bits, table, real(gain), real(offset),
-                                          real(gain * gain * read_noise * read_noise - gain * offset),
-                                          real(read_noise * read_noise), real(top), code, real(0), out, c0, c1,
-                                          tile, scratch)
-    return int(saturated)
+    levels = (real(gain), real(offset), real(gain * gain * read_noise * read_noise - gain * offset),
+              real(read_noise * read_noise), real(top), code, real(0))
+    k, pixels = out.shape
+    bits = words.view(np.uint16)[: k * pixels].reshape(k, pixels)
+    compiled = _compiled()
+    compiled.draw_words(state, words)
+    if scratch.shape[0] == 1:
+        return int(compiled.binary_counts(frames, weights, rows, shared, bits, table, *levels, out, 0,
+                                          -(-pixels // TILE), TILE, scratch[0]))
+    _with_threads(scratch.shape[0])
+    return int(compiled.binary_counts_parallel(frames, weights, rows, shared, bits, table, *levels, out, TILE,
+                                               scratch))
+
+
+def start_parallel() -> None:
+    """Run a first parallel loop, which starts numba's threading layer (raises if none can load)."""
+    _compiled().started(np.ones(2, dtype=np.int64))
+
+
+def _with_threads(count: int) -> None:
+    import numba
+
+    numba.set_num_threads(count)

@@ -101,6 +101,19 @@ class NoiseSource:
         words = self._bits.random_raw((count + 3) // 4)
         return words.view(np.uint16)[:count]
 
+    def raw_state(self) -> np.ndarray:
+        """CPU back end: a copy of the ``(4,)`` uint64 SFC64 state that :meth:`normal_bits` draws from; a compiled
+        kernel that draws the same words from it hands the advanced state back with :meth:`set_raw_state`."""
+        assert self._bits is not None, "raw_state exists on the CPU back end only"
+        return np.array(self._bits.state["state"]["state"], dtype=np.uint64)
+
+    def set_raw_state(self, state: np.ndarray) -> None:
+        """Continue from a ``(4,)`` uint64 SFC64 state (see :meth:`raw_state`)."""
+        assert self._bits is not None, "set_raw_state exists on the CPU back end only"
+        full = self._bits.state
+        full["state"]["state"] = np.asarray(state, dtype=np.uint64).copy()
+        self._bits.state = full
+
     @staticmethod
     def lookup(bits: np.ndarray, *, out: torch.Tensor | None = None,
                index_out: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,31 +1,35 @@
-"""Independent parts of a simulated acquisition run on the threads torch is given (CPU).
+"""How many threads the simulator's compiled kernels run on, and on which threads (CPU).
 
-The camera's compiled passes (:mod:`optodfa.sim.kernels`) release the GIL, so blocks of pixel columns, which share
-nothing but read-only inputs, can run on several Python threads at once. The thread count follows
-``torch.get_num_threads()``: what a caller gives torch for its matrix products it gives the simulator too. With one
-thread the caller runs its blocks in order itself (no pool, no overhead); with more, the calling thread and a pool
-(one per thread count, built once) share them out.
+The camera's compiled pass (:func:`optodfa.sim.kernels.binary_counts`) and the readout's frame sum split their work
+into groups of pixel columns or of planes that share nothing but read-only inputs; numba's parallel loops run the
+groups at once. The thread count follows ``torch.get_num_threads()``: what a caller gives torch for its matrix
+products it gives the simulator too.
 
-Each block must write only its own outputs and its thread's scratch space (a
-:meth:`optodfa.sim.workspace.Workspace.part`), and its result must not depend on which thread ran it or when; then
-the results are the one-thread results exactly.
+Why numba's threads and not a pool of Python threads: torch's OpenMP worker threads keep spinning for a few
+milliseconds after each of torch's parallel operations, so on a machine with as many cores as torch threads a
+second pool finds its cores taken and waits for them (a simulated projection on two threads of a 2-core machine
+took longer than on one). numba's OpenMP threading layer, where torch uses the GNU OpenMP runtime (Linux), runs
+its loops on the same runtime's threads, the ones already spinning, so the work starts at once. Elsewhere numba
+uses its own pool, which gives the same results.
+
+Two facts of the GNU OpenMP runtime are handled here: numba's first parallel loop in a process resets the
+calling thread's OpenMP thread count, which is torch's, so :func:`parts` puts torch's back; and a process forked
+after a parallel loop ran must not start another (numba stops it), so a forked child runs the groups on one thread.
+
+Each group must write only its own outputs and scratch space, and its result must not depend on which thread ran
+it; then the results are the one-thread results exactly.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+import os
 
 import torch
 
-__all__ = ["count", "run_blocks"]
+__all__ = ["count", "parts"]
 
-T = TypeVar("T")
-
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_LOCK = threading.Lock()
+# The process in which numba's threading layer was started (None: not yet; -1: it cannot start here).
+_STARTED_IN: int | None = None
 
 
 def count() -> int:
@@ -33,59 +37,28 @@ def count() -> int:
     return max(1, torch.get_num_threads())
 
 
-def run_blocks(count: int, work: Callable[[int, int], T], parts: int) -> list[T]:
-    """``[work(b, part) for b in range(count)]``, the blocks shared out one at a time between the calling thread
-    and ``parts − 1`` pool threads; ``part`` (0 on the calling thread) names the thread's own scratch space.
+def parts(wanted: int) -> int:
+    """Threads a compiled parallel loop may use for ``wanted`` groups now: at most :func:`count`, numba's thread
+    limit and ``wanted``; 1 where numba's parallel loops cannot run (no threading layer, or a forked child)."""
+    wanted = min(wanted, count())
+    if wanted <= 1 or not _started():
+        return 1
+    import numba
 
-    Blocks are claimed as threads come free, and the caller waits only for blocks that have started: on a loaded
-    machine, where a pool thread may not run for milliseconds, the caller does the blocks itself instead of waiting
-    for it (a pool thread that starts after the last block was claimed does nothing). An exception in a block stops
-    further claims and is raised here once every started block has finished (none is left running on scratch space
-    the caller may reuse).
-    """
-    if parts <= 1 or count <= 1:
-        return [work(b, 0) for b in range(count)]
-    results: list[T | None] = [None] * count
-    errors: list[BaseException] = []
-    state = {"next": 0, "running": 0}
-    idle = threading.Condition()
-
-    def claim() -> int | None:
-        with idle:
-            if errors or state["next"] >= count:
-                return None
-            block = state["next"]
-            state["next"] += 1
-            state["running"] += 1
-            return block
-
-    def run(part: int) -> None:
-        while (block := claim()) is not None:
-            try:
-                results[block] = work(block, part)
-            except BaseException as exc:  # handed to the caller
-                with idle:
-                    errors.append(exc)
-            finally:
-                with idle:
-                    state["running"] -= 1
-                    idle.notify_all()
-
-    pool = _pool(parts - 1)
-    for part in range(1, parts):
-        pool.submit(run, part)
-    run(0)
-    with idle:
-        idle.wait_for(lambda: state["running"] == 0)
-    if errors:
-        raise errors[0]
-    return results  # type: ignore[return-value]
+    return min(wanted, numba.config.NUMBA_NUM_THREADS)
 
 
-def _pool(workers: int) -> ThreadPoolExecutor:
-    with _LOCK:
-        pool = _POOLS.get(workers)
-        if pool is None:
-            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="optodfa-sim")
-            _POOLS[workers] = pool
-        return pool
+def _started() -> bool:
+    global _STARTED_IN
+    if _STARTED_IN is None:
+        from optodfa.sim import kernels
+
+        given = torch.get_num_threads()
+        try:
+            kernels.start_parallel()
+            _STARTED_IN = os.getpid()
+        except (ImportError, OSError, ValueError):  # numba finds no threading layer to load
+            _STARTED_IN = -1
+        finally:
+            torch.set_num_threads(given)  # numba's first parallel loop set the OpenMP thread count to its own
+    return _STARTED_IN == os.getpid()

@@ -1,21 +1,22 @@
-"""The camera's blocks of pixels (and the readout's frame sum) on several threads give the one-thread results bit for
-bit (issue 11).
+"""The camera's groups of pixel columns (and the readout's frame sum) on several threads give the one-thread results
+bit for bit (issue 11).
 
-With narrow frames the speckle fields and the camera pass of each block of pixel columns are compiled code that
-releases the GIL, and ``Camera._read_compiled`` spreads the blocks over ``torch.get_num_threads()`` threads. The
-noise is drawn before the blocks, so counts and saturation counts must not depend on the thread count.
+With narrow frames the speckle fields and the camera pass are one compiled call whose groups of pixel columns run on
+numba's threads (``optodfa.sim.threads``), as many as ``torch.get_num_threads()``. The noise is drawn before, so
+counts and saturation counts must not depend on the thread count.
 """
 
 from __future__ import annotations
 
-import threading
-import time
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from optodfa.registry import build_projector
-from optodfa.sim import kernels, opu, threads
+from optodfa.sim import kernels, threads
 from optodfa.sim.camera import Camera
 from optodfa.sim.dmd import DMDLayout
 from optodfa.sim.opu import SimulatedOPU
@@ -52,26 +53,36 @@ def _acquire(shared: bool, offset: float) -> list[torch.Tensor]:
     return out
 
 
+def _numba_threads() -> int:
+    import numba
+
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
+def _spy_groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    binary_counts = kernels.binary_counts
+
+    def spy(*args, scratch, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(scratch.shape[0])  # one scratch space per thread
+        return binary_counts(*args, scratch=scratch, **kwargs)
+
+    monkeypatch.setattr(kernels, "binary_counts", spy)
+    return calls
+
+
 @needs_kernels
 @pytest.mark.parametrize("shared", [False, True])
 @pytest.mark.parametrize("offset", [0.0, 12.0])
 @pytest.mark.parametrize("count", [2, 3])
 def test_counts_on_several_threads_equal_one_thread(shared: bool, offset: float, count: int,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    # 2000 pixels: 8 tiles of 256 columns, the last one shorter, in groups shared out over the threads.
-    parts: list[tuple[int, int]] = []
-    run_blocks = threads.run_blocks
-
-    def spy(count: int, work, parts_: int):  # type: ignore[no-untyped-def]
-        parts.append((count, parts_))
-        return run_blocks(count, work, parts_)
-
-    monkeypatch.setattr(threads, "run_blocks", spy)
+    # 2000 pixels: 8 tiles of 256 columns, the last one shorter, in groups of whole tiles.
+    groups = _spy_groups(monkeypatch)
     one = _with_threads(1, lambda: _acquire(shared, offset))
-    assert parts == []  # one thread: the blocks run in order on the calling thread, no pool
+    assert groups == [1, 1]  # one thread: one call on the calling thread
     several = _with_threads(count, lambda: _acquire(shared, offset))
-    assert [p for _, p in parts] == [count, count]  # shared out over `count` threads in both calls
-    assert all(groups > 1 for groups, _ in parts)
+    assert groups[2:] == [min(count, _numba_threads())] * 2
     assert one[1] > 0
     for a, b in zip(one, several, strict=True):
         assert torch.equal(a, b)
@@ -79,14 +90,17 @@ def test_counts_on_several_threads_equal_one_thread(shared: bool, offset: float,
 
 @needs_kernels
 def test_projection_on_two_threads_equals_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    run_blocks = threads.run_blocks
+    if _numba_threads() < 2:
+        pytest.skip("numba may use one thread on this machine (NUMBA_NUM_THREADS = 1): nothing runs in parallel")
+    groups = _spy_groups(monkeypatch)
+    sums: list[int] = []
+    signed_sum = kernels.signed_sum
 
-    def spy(count: int, work, parts: int):  # type: ignore[no-untyped-def]
-        calls.append(count)
-        return run_blocks(count, work, parts)
+    def spy(*args, groups: int = 1):  # type: ignore[no-untyped-def]
+        sums.append(groups)
+        return signed_sum(*args, groups=groups)
 
-    monkeypatch.setattr(threads, "run_blocks", spy)
+    monkeypatch.setattr(kernels, "signed_sum", spy)
 
     def project() -> list[torch.Tensor]:
         projector = build_projector("opu-sim", 10, 3072, profile="lighton-aurora", feedback_seed=11, noise_seed=13)
@@ -95,45 +109,52 @@ def test_projection_on_two_threads_equals_one_thread(monkeypatch: pytest.MonkeyP
         return [*out, torch.tensor([projector.counters().saturated_pixels])]
 
     one = _with_threads(1, project)
-    assert calls == []
     two = _with_threads(2, project)
-    # Per call: the camera's 12 tiles of 256 pixels of 512 frames in 4 groups, and the readout's sum in 7 groups of
-    # planes.
-    assert calls == [4, 7, 4, 7]
+    # Per call: the camera's 512 frames x 3072 pixels, then the readout's sum of 128 planes of 4 frames.
+    assert groups == [1, 1, 2, 2] and sums == [1, 1, 2, 2]
     for a, b in zip(one, two, strict=True):
         assert torch.equal(a, b)
 
 
-def test_run_blocks_keeps_order_and_waits_for_started_blocks_before_raising() -> None:
-    for parts in (1, 2, 3):
-        assert threads.run_blocks(5, lambda b, part: b * b, parts) == [0, 1, 4, 9, 16]
-    finished: list[int] = []
-    started = threading.Event()
-
-    def work(block: int, part: int) -> None:
-        if block == 0:
-            started.wait(5)  # block 1 has started on the other thread
-            raise RuntimeError("block 0 failed")
-        started.set()
-        time.sleep(0.2)
-        finished.append(block)
-
-    with pytest.raises(RuntimeError, match="block 0 failed"):
-        threads.run_blocks(6, work, 2)
-    assert finished == [1]  # the started block had finished when the error came through; no block started after
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=os.getcwd(), env={**os.environ, "NUMBA_NUM_THREADS": "2"})
 
 
-def test_each_thread_gets_its_own_part() -> None:
-    seen: dict[int, set[int]] = {}
-    lock = threading.Lock()
+@needs_kernels
+def test_starting_the_parallel_loops_keeps_torchs_thread_count() -> None:
+    # numba's first parallel loop sets the OpenMP thread count (torch's) to numba's own: 3 -> 2 unless put back.
+    result = _run("import torch\n"
+                  "from optodfa.sim import threads\n"
+                  "torch.set_num_threads(3)\n"
+                  "assert threads.parts(8) == 2, threads.parts(8)\n"
+                  "print(torch.get_num_threads())\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3"]
 
-    def work(block: int, part: int) -> int:
-        with lock:
-            seen.setdefault(part, set()).add(threading.get_ident())
-        time.sleep(0.002)
-        return part
 
-    threads.run_blocks(40, work, 3)
-    assert set(seen) <= {0, 1, 2} and 0 in seen
-    assert all(len(idents) == 1 for idents in seen.values())  # a part is never run by two threads
-    assert len({ident for idents in seen.values() for ident in idents}) == len(seen)
+@needs_kernels
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork exists on POSIX systems only")
+def test_a_forked_child_projects_on_one_thread() -> None:
+    # A child forked after a parallel loop ran must not start one (numba would stop it). torch's own OpenMP threads do
+    # not survive a fork either (an operation on two threads hangs), so such a child sets torch to one thread, as
+    # torch's DataLoader workers do; it then gets the parent's projection of the same errors, bit for bit.
+    result = _run("import os, torch\n"
+                  "from optodfa.registry import build_projector\n"
+                  "from optodfa.sim import threads\n"
+                  "torch.set_num_threads(2)\n"
+                  "make = lambda: build_projector('opu-sim', 10, 3072, profile='lighton-aurora', feedback_seed=1,\n"
+                  "                               noise_seed=2)\n"
+                  "e = torch.randn(64, 10, generator=torch.Generator().manual_seed(3))\n"
+                  "parent = make().project(e)\n"
+                  "assert threads.parts(2) == 2\n"
+                  "pid = os.fork()\n"
+                  "if pid == 0:\n"
+                  "    ok = threads.parts(2) == 1\n"  # torch still says two threads here
+                  "    torch.set_num_threads(1)\n"
+                  "    ok = ok and torch.equal(make().project(e), parent)\n"
+                  "    os._exit(0 if ok else 3)\n"
+                  "_, status = os.waitpid(pid, 0)\n"
+                  "print(os.waitstatus_to_exitcode(status))\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0"], result.stderr
