@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from optodfa.registry import build_projector
-from optodfa.sim import kernels, threads
+from optodfa.sim import kernels
 from optodfa.sim.camera import Camera
 from optodfa.sim.dmd import DMDLayout
 from optodfa.sim.opu import SimulatedOPU
