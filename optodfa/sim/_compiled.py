@@ -132,32 +132,34 @@ def _row_levels(frames: np.ndarray, weights: np.ndarray, lit: np.ndarray, count:
                 shared: bool, gain: Any, offset: Any, base: Any, read2: Any, zero: Any, mean: np.ndarray,
                 std: np.ndarray) -> None:  # pragma: no cover - compiled
     # The fields of row r over pixels c0..c1-1, summed over its lit elements in order as binary_fields sums them
-    # (two elements per pass over the row), then the row's mean reading and noise level as gaussian_counts
-    # computes them, written where the real and imaginary fields were.
+    # (four elements per pass over the row, the same chain of fused multiply-adds), then the row's mean reading
+    # and noise level as gaussian_counts computes them, written where the real and imaginary fields were.
     pixels = weights.shape[1] // 2
     width = c1 - c0
     for p in range(width):
         mean[p] = 0
         std[p] = 0
     j = 0
-    while j + 1 < count:
-        ea, eb = lit[j], lit[j + 1]
-        xa, xb = frames[r, ea], frames[r, eb]
-        re_a, re_b = weights[ea, c0:c1], weights[eb, c0:c1]
-        im_a, im_b = weights[ea, pixels + c0 : pixels + c1], weights[eb, pixels + c0 : pixels + c1]
+    while j + 3 < count:
+        ea, eb, ec, ed = lit[j], lit[j + 1], lit[j + 2], lit[j + 3]
+        xa, xb, xc, xd = frames[r, ea], frames[r, eb], frames[r, ec], frames[r, ed]
+        wa, wb, wc, wd = weights[ea, c0:c1], weights[eb, c0:c1], weights[ec, c0:c1], weights[ed, c0:c1]
         for p in range(width):
-            mean[p] = _fma(xb, re_b[p], _fma(xa, re_a[p], mean[p]))
+            mean[p] = _fma(xd, wd[p], _fma(xc, wc[p], _fma(xb, wb[p], _fma(xa, wa[p], mean[p]))))
+        wa, wb = weights[ea, pixels + c0 : pixels + c1], weights[eb, pixels + c0 : pixels + c1]
+        wc, wd = weights[ec, pixels + c0 : pixels + c1], weights[ed, pixels + c0 : pixels + c1]
         for p in range(width):
-            std[p] = _fma(xb, im_b[p], _fma(xa, im_a[p], std[p]))
-        j += 2
-    if j < count:
+            std[p] = _fma(xd, wd[p], _fma(xc, wc[p], _fma(xb, wb[p], _fma(xa, wa[p], std[p]))))
+        j += 4
+    while j < count:
         ea = lit[j]
         xa = frames[r, ea]
-        re_a, im_a = weights[ea, c0:c1], weights[ea, pixels + c0 : pixels + c1]
+        wa, wb = weights[ea, c0:c1], weights[ea, pixels + c0 : pixels + c1]
         for p in range(width):
-            mean[p] = _fma(xa, re_a[p], mean[p])
+            mean[p] = _fma(xa, wa[p], mean[p])
         for p in range(width):
-            std[p] = _fma(xa, im_a[p], std[p])
+            std[p] = _fma(xa, wb[p], std[p])
+        j += 1
     if shared:
         for p in range(width):
             mu = _fma(std[p], std[p], mean[p] * mean[p])
@@ -173,11 +175,15 @@ def _row_levels(frames: np.ndarray, weights: np.ndarray, lit: np.ndarray, count:
 
 @numba.njit(cache=True, nogil=True)
 def _frame_counts(mean: np.ndarray, std: np.ndarray, drawn: np.ndarray, table: np.ndarray, top: Any, code: int,
-                  zero: Any, counts: np.ndarray) -> int:  # pragma: no cover - compiled
-    # mean + noise level x table normal, clipped and truncated, as gaussian_counts reads a frame.
+                  zero: Any, counts: np.ndarray, normals: np.ndarray) -> int:  # pragma: no cover - compiled
+    # mean + noise level x table normal, clipped and truncated, as gaussian_counts reads a frame. The table
+    # lookups go first, on their own: the arithmetic after them then runs on whole vectors.
+    width = counts.shape[0]
+    for p in range(width):
+        normals[p] = table[drawn[p]]
     top_codes = 0
-    for p in range(counts.shape[0]):
-        value = _fma(std[p], table[drawn[p]], mean[p])
+    for p in range(width):
+        value = _fma(std[p], normals[p], mean[p])
         value = value if value > zero else zero
         value = value if value < top else top
         count = np.int32(value)
@@ -193,6 +199,7 @@ def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, sha
     # Tiles t0..t1-1 of `tile` pixel columns: every distinct row's levels, then every frame's counts.
     lit, lit_n = _lit_elements(frames)
     pixels = out.shape[1]
+    normals = np.empty(tile, dtype=table.dtype)
     saturated = 0
     for t in range(t0, t1):
         c0 = t * tile
@@ -204,7 +211,7 @@ def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, sha
         for f in range(out.shape[0]):
             r = rows[f]
             saturated += _frame_counts(scratch[r, 0, :width], scratch[r, 1, :width], bits[f, c0:c1], table, top,
-                                       code, zero, out[f, c0:c1])
+                                       code, zero, out[f, c0:c1], normals[:width])
     return saturated
 
 
