@@ -193,25 +193,43 @@ def _frame_counts(mean: np.ndarray, std: np.ndarray, drawn: np.ndarray, table: n
 
 
 @numba.njit(cache=True, nogil=True)
+def _frames_by_row(rows: np.ndarray, distinct: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+    # The frames of each distinct row, in order: order[starts[r]:starts[r + 1]].
+    starts = np.zeros(distinct + 1, dtype=np.int64)
+    for f in range(rows.shape[0]):
+        starts[rows[f] + 1] += 1
+    for r in range(distinct):
+        starts[r + 1] += starts[r]
+    order = np.empty(rows.shape[0], dtype=np.int64)
+    filled = starts[:-1].copy()
+    for f in range(rows.shape[0]):
+        order[filled[rows[f]]] = f
+        filled[rows[f]] += 1
+    return starts, order
+
+
+@numba.njit(cache=True, nogil=True)
 def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool, bits: np.ndarray,
                   table: np.ndarray, gain: Any, offset: Any, base: Any, read2: Any, top: Any, code: int, zero: Any,
                   out: np.ndarray, t0: int, t1: int, tile: int, scratch: np.ndarray) -> int:  # pragma: no cover
-    # Tiles t0..t1-1 of `tile` pixel columns: every distinct row's levels, then every frame's counts.
+    # Tiles t0..t1-1 of `tile` pixel columns; in each, a distinct row's levels, then the counts of its frames
+    # while the levels are in cache (scratch: (3, tile), the levels and the table normals of a frame).
     lit, lit_n = _lit_elements(frames)
+    starts, order = _frames_by_row(rows, frames.shape[0])
     pixels = out.shape[1]
-    normals = np.empty(tile, dtype=table.dtype)
     saturated = 0
     for t in range(t0, t1):
         c0 = t * tile
         c1 = min(pixels, c0 + tile)
         width = c1 - c0
+        mean, std, normals = scratch[0, :width], scratch[1, :width], scratch[2, :width]
         for r in range(frames.shape[0]):
-            _row_levels(frames, weights, lit[r], lit_n[r], r, c0, c1, shared, gain, offset, base, read2, zero,
-                        scratch[r, 0, :width], scratch[r, 1, :width])
-        for f in range(out.shape[0]):
-            r = rows[f]
-            saturated += _frame_counts(scratch[r, 0, :width], scratch[r, 1, :width], bits[f, c0:c1], table, top,
-                                       code, zero, out[f, c0:c1], normals[:width])
+            _row_levels(frames, weights, lit[r], lit_n[r], r, c0, c1, shared, gain, offset, base, read2, zero, mean,
+                        std)
+            for i in range(starts[r], starts[r + 1]):
+                f = order[i]
+                saturated += _frame_counts(mean, std, bits[f, c0:c1], table, top, code, zero, out[f, c0:c1],
+                                           normals)
     return saturated
 
 

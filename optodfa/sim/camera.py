@@ -346,16 +346,17 @@ compiled blocks of narrow frames run on them (:mod:`optodfa.sim.threads`), with 
         k, pixels = out.shape
         rows, shared, table, levels = self._compiled_inputs(plan, k)
         frames, weights = plan.binary_inputs()
-        groups = threads.parts(-(-pixels // kernels.TILE))
-        cpu = torch.device("cpu")
-        scratch = workspace.get("binary_levels", (groups, frames.shape[0], 2, kernels.TILE), torch.float32, cpu)
+        groups = threads.parts(-(-pixels // MIN_TILE))
+        # Tiles as wide as TILE allows while each thread gets at least TILES_PER_THREAD of them (an even share).
+        tile = min(TILE, max(MIN_TILE, -(-pixels // (groups * TILES_PER_THREAD))))
+        scratch = workspace.get("binary_levels", (groups, 3, tile), torch.float32, torch.device("cpu"))
         # The noise words get a fresh buffer, as NoiseSource.normal_bits gives them: freeing it each call keeps the C
         # allocator serving this call's outputs (counts, sums: each half its size) from memory it has already
         # mapped. Kept in the workspace instead, it left them to fresh pages: about 170 page faults, 0.3 ms a call.
         words = np.empty(-(-(k * pixels) // 4), dtype=np.uint64)
         state = noise.raw_state()
         saturated = kernels.binary_counts(frames, weights, rows, shared, table, out=out.numpy(), state=state,
-                                          words=words, scratch=scratch.numpy(), **levels)
+                                          words=words, tile=tile, scratch=scratch.numpy(), **levels)
         noise.set_raw_state(state)
         return torch.tensor(saturated, dtype=torch.int64)
 
@@ -373,6 +374,13 @@ compiled blocks of narrow frames run on them (:mod:`optodfa.sim.threads`), with 
         data = dataclasses.asdict(self)
         data["full_well_e"] = None if math.isinf(self.full_well_e) else self.full_well_e
         return data
+
+
+# Pixel columns the compiled pass takes at once (a row's levels and a frame's normals, 3 x 4 B each, stay in the
+# first-level cache), the narrowest tile worth a call per row, and the tiles each thread gets at least.
+TILE = 1024
+MIN_TILE = 64
+TILES_PER_THREAD = 3
 
 
 def _pick(values: torch.Tensor, rows: torch.Tensor | None, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -23,15 +23,12 @@ from types import ModuleType
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "TILE", "binary_counts", "binary_fields", "gaussian_counts", "signed_sum",
+__all__ = ["AVAILABLE", "binary_counts", "binary_fields", "gaussian_counts", "signed_sum",
            "start_parallel"]
 
 # OPTODFA_NO_KERNELS=1 turns the compiled path off (the tests compare both paths).
 AVAILABLE = (importlib.util.find_spec("numba") is not None
              and os.environ.get("OPTODFA_NO_KERNELS", "") in ("", "0"))
-# Pixel columns binary_counts takes at once: the mean and noise level of every distinct row of a tile (2 x 4 B
-# each) stay in the per-core cache for a few hundred distinct rows.
-TILE = 256
 
 
 @functools.cache
@@ -90,12 +87,12 @@ def gaussian_counts(fields: np.ndarray, scale: np.ndarray, rows: np.ndarray, sha
 
 def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool, table: np.ndarray, *,
                   gain: float, offset: float, read_noise: float, top: float, code: int, out: np.ndarray,
-                  state: np.ndarray, words: np.ndarray, scratch: np.ndarray) -> int:
+                  state: np.ndarray, words: np.ndarray, tile: int, scratch: np.ndarray) -> int:
     """The noise draw, :func:`binary_fields` and :func:`gaussian_counts` in one compiled pass (float32).
 
-    It draws the noise words (numpy's SFC64 from ``state``, word for word), then, a tile of :data:`TILE` pixel
-    columns at a time, sums the fields of each distinct row, turns them into the row's mean reading and noise level
-    (once per distinct row, not per frame) while they are in cache, and reads every frame of the tile: the same
+    It draws the noise words (numpy's SFC64 from ``state``, word for word), then, a tile of pixel columns at a
+    time, sums the fields of each distinct row, turns them into the row's mean reading and noise level (once per
+    distinct row, not per frame), and reads the row's frames while those are in cache: the same
     draws and the same operations in the same order as ``NoiseSource.normal_bits`` and the two kernels, so the same
     counts, without a Python call per block or the fields' round trip through memory. With ``g`` scratch spaces
     the tiles run in ``g`` groups on ``g`` threads (``g`` at most :func:`optodfa.sim.threads.parts`), with the
@@ -108,7 +105,8 @@ def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, sha
         out: ``(k, M)`` integer counts.
         state: ``(4,)`` uint64 SFC64 state, advanced by the words drawn.
         words: ``(⌈kM/4⌉,)`` uint64 buffer for the noise words (4 table indices each).
-        scratch: ``(g, ≥ u, 2, TILE)`` float32, one space per thread.
+        tile: pixel columns per tile (at most ``scratch.shape[2]``).
+        scratch: ``(g, 3, ≥ tile)`` float32, one space per thread (a row's levels and a frame's normals).
 
     Returns:
         readings that reached the top code.
@@ -122,9 +120,9 @@ def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, sha
     compiled.draw_words(state, words)
     if scratch.shape[0] == 1:
         return int(compiled.binary_counts(frames, weights, rows, shared, bits, table, *levels, out, 0,
-                                          -(-pixels // TILE), TILE, scratch[0]))
+                                          -(-pixels // tile), tile, scratch[0]))
     _with_threads(scratch.shape[0])
-    return int(compiled.binary_counts_parallel(frames, weights, rows, shared, bits, table, *levels, out, TILE,
+    return int(compiled.binary_counts_parallel(frames, weights, rows, shared, bits, table, *levels, out, tile,
                                                scratch))
 
 
