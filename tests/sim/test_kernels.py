@@ -7,12 +7,14 @@ blocks.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from optodfa.sim import kernels, opu
 from optodfa.sim.camera import Camera
 from optodfa.sim.dmd import DMDLayout
+from optodfa.sim.noise import NoiseSource
 from optodfa.sim.opu import SimulatedOPU
 
 pytestmark = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed (or OPTODFA_NO_KERNELS=1)")
@@ -44,3 +46,21 @@ def test_compiled_and_tensor_paths_agree(dtype: torch.dtype, offset: float, elem
     assert compiled[1] > 0  # the top code is reached, so the saturation count is compared too
     for a, b in zip(compiled, tensor, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("count", [1, 3, 4, 4001])
+def test_compiled_draw_gives_normal_bits_word_for_word_and_the_same_next_state(count: int) -> None:
+    # The compiled camera pass draws its own noise words from the source's SFC64 state; they must be the words
+    # normal_bits draws (numpy's), and the source must go on as if normal_bits had drawn them (Poisson draws, which
+    # go through numpy's Generator on the same bit generator, included).
+    compiled, reference = NoiseSource(seed=5), NoiseSource(seed=5)
+    expected = reference.normal_bits(count)
+    state = compiled.raw_state()
+    words = np.empty(-(-count // 4), dtype=np.uint64)
+    kernels._compiled().draw_words(state, words)
+    compiled.set_raw_state(state)
+    assert np.array_equal(words.view(np.uint16)[:count], expected)
+    assert np.array_equal(compiled.normal_bits(9), reference.normal_bits(9))
+    rates = torch.full((50,), 3.0)
+    assert torch.equal(compiled.poisson(rates), reference.poisson(rates))
+    assert np.array_equal(compiled.raw_state(), reference.raw_state())
