@@ -8,10 +8,15 @@ saturation count. It repeats the tensor code's arithmetic operation for operatio
 multiply-add wherever torch's CPU kernels use one (``add`` with ``alpha``, ``addcmul``), so the counts are the same
 number for number (``tests/sim/test_reference_outputs.py`` checks both against the recorded outputs).
 
+For the narrow binary frames of DFA's error vectors (at most 64 elements, float32), :func:`binary_counts` goes
+further: the noise draw, the speckle fields (:func:`binary_fields`' sums) and the camera pass in one call, a distinct
+frame's levels computed once and its frames read while they are in cache, on several threads where torch has them
+(:mod:`optodfa.sim.threads`).
+
 Only the case that dominates a simulated projection is compiled: shot noise drawn as a Gaussian everywhere
 (``poisson_exact_below = 0``) and a finite bit depth. Everything else, and any machine without numba, uses the tensor
 code. Compiled code is cached on disk (numba's ``cache=True``): the first call on a machine compiles for about
-2 s per dtype combination, later processes load it in milliseconds.
+2 s per kernel and dtype combination, later processes load it in milliseconds.
 """
 
 from __future__ import annotations
