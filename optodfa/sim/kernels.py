@@ -131,9 +131,12 @@ def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, sha
                                                scratch))
 
 
-def start_parallel() -> None:
-    """Run a first parallel loop, which starts numba's threading layer (raises if none can load)."""
+def start_parallel() -> str:
+    """Run a first parallel loop, which starts numba's threading layer (raises if none can load); its name."""
+    import numba
+
     _compiled().started(np.ones(2, dtype=np.int64))
+    return str(numba.threading_layer())
 
 
 def _with_threads(count: int) -> None:

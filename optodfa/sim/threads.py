@@ -28,8 +28,10 @@ import torch
 
 __all__ = ["count", "parts"]
 
-# The process in which numba's threading layer was started (None: not yet; -1: it cannot start here).
+# The process in which numba's threading layer was started (None: not yet; -1: it cannot start here, or only a
+# layer that is not thread-safe could).
 _STARTED_IN: int | None = None
+THREADSAFE_LAYERS = ("omp", "tbb")
 
 
 def count() -> int:
@@ -39,7 +41,8 @@ def count() -> int:
 
 def parts(wanted: int) -> int:
     """Threads a compiled parallel loop may use for ``wanted`` groups now: at most :func:`count`, numba's thread
-    limit and ``wanted``; 1 where numba's parallel loops cannot run (no threading layer, or a forked child)."""
+    limit and ``wanted``; 1 where numba's parallel loops cannot run (no thread-safe threading layer, or a forked
+    child)."""
     wanted = min(wanted, count())
     if wanted <= 1 or not _started():
         return 1
@@ -55,8 +58,10 @@ def _started() -> bool:
 
         given = torch.get_num_threads()
         try:
-            kernels.start_parallel()
-            _STARTED_IN = os.getpid()
+            layer = kernels.start_parallel()
+            # numba's fallback layer (workqueue) must not be entered from two threads at once, which two projectors
+            # in two threads would do; the OpenMP and TBB layers may be.
+            _STARTED_IN = os.getpid() if layer in THREADSAFE_LAYERS else -1
         except (ImportError, OSError, ValueError):  # numba finds no threading layer to load
             _STARTED_IN = -1
         finally:

@@ -116,9 +116,9 @@ def test_projection_on_two_threads_equals_one_thread(monkeypatch: pytest.MonkeyP
         assert torch.equal(a, b)
 
 
-def _run(code: str) -> subprocess.CompletedProcess[str]:
+def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=os.getcwd(), env={**os.environ, "NUMBA_NUM_THREADS": "2"})
+                          cwd=os.getcwd(), env={**os.environ, "NUMBA_NUM_THREADS": "2", **env})
 
 
 @needs_kernels
@@ -158,3 +158,17 @@ def test_a_forked_child_projects_on_one_thread() -> None:
                   "print(os.waitstatus_to_exitcode(status))\n")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0"], result.stderr
+
+
+@needs_kernels
+def test_a_threading_layer_that_is_not_thread_safe_means_one_thread() -> None:
+    # numba's workqueue layer must not be entered from two threads at once; with it the simulator stays on one.
+    result = _run("import torch\n"
+                  "from optodfa.sim import threads\n"
+                  "torch.set_num_threads(2)\n"
+                  "print(threads.parts(8))\n"
+                  "import numba\n"
+                  "print(numba.threading_layer())\n", NUMBA_THREADING_LAYER="workqueue")
+    assert result.returncode == 0, result.stderr
+    parts, layer = result.stdout.split()
+    assert layer == "workqueue" and parts == "1"
