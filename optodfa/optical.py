@@ -207,7 +207,9 @@ class OpticalProjector(Projector):
         if raw.shape[1] != self.out_features:
             raw = raw[:, : self.out_features].contiguous()
         # raw is this call's own tensor: normalise and decode in place.
-        if self.readout.linear:
+        if self.readout.linear and not self.evening:
+            raw.mul_(self._uniform_scale())  # _row_scale's one value for every row, without the (D,) tensor
+        elif self.readout.linear:
             raw.mul_(self._row_scale(raw.dtype, e.device))
         else:
             IntensityReadout.normalise(raw, plus, minus, self.intensities.element)
@@ -325,14 +327,18 @@ class OpticalProjector(Projector):
             self._intensities_measured = True
         self._calibrated_at = self.device.counters().frames
 
+    def _uniform_scale(self) -> float:
+        """The factor of every row without row evening: ``(2 Ī_r Ī₁)^(−1/2)``."""
+        levels = self.intensities
+        return (2.0 * levels.reference * levels.element) ** -0.5
+
     def _row_scale(self, dtype: torch.dtype, device: torch.device,
                    reference: torch.Tensor | None = None) -> torch.Tensor:
         """``(D,)`` factors taking raw rows to the unit-variance scale (see the module docstring); ``reference``:
         the ``I(r)`` evening divides by (default the measured one)."""
         levels = self.intensities
         if not self.evening:
-            value = (2.0 * levels.reference * levels.element) ** -0.5
-            return torch.full((self.out_features,), value, dtype=dtype, device=device)
+            return torch.full((self.out_features,), self._uniform_scale(), dtype=dtype, device=device)
         if reference is None:
             assert self._reference_intensity is not None
             reference = self._reference_intensity

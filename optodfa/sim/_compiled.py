@@ -10,8 +10,8 @@ from llvmlite import ir
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["binary_counts", "binary_counts_parallel", "binary_fields", "draw_words", "gaussian_counts",
-           "signed_sum", "signed_sum_parallel", "started"]
+__all__ = ["binary_counts", "binary_counts_parallel", "binary_fields", "distinct_binary_rows", "draw_words",
+           "gaussian_counts", "signed_sum", "signed_sum_parallel", "started"]
 
 
 @intrinsic
@@ -110,6 +110,32 @@ def draw_words(state: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover 
         c = ((c << np.uint64(24)) | (c >> np.uint64(40))) + word
         out[i] = word
     state[0], state[1], state[2], state[3] = a, b, c, w
+
+
+@numba.njit(cache=True, nogil=True)
+def distinct_binary_rows(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    # np.unique's first indices and inverse for the rows of frames of at most 64 elements, each row a big-endian
+    # 64-bit key (element 0 the highest bit, as speckle.distinct_rows packs them) and a stable sort, as np.unique
+    # sorts when asked for first indices.
+    count, width = frames.shape
+    keys = np.zeros(count, dtype=np.uint64)
+    for r in range(count):
+        key = np.uint64(0)
+        for e in range(width):
+            if frames[r, e] != 0:
+                key |= np.uint64(1) << np.uint64(63 - e)
+        keys[r] = key
+    order = np.argsort(keys, kind="mergesort")
+    first = np.empty(count, dtype=np.int64)
+    inverse = np.empty(count, dtype=np.int64)
+    distinct = -1
+    for i in range(count):
+        f = order[i]
+        if i == 0 or keys[f] != keys[order[i - 1]]:
+            distinct += 1
+            first[distinct] = f
+        inverse[f] = distinct
+    return first[: distinct + 1].copy(), inverse
 
 
 @numba.njit(cache=True, nogil=True)

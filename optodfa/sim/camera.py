@@ -364,7 +364,8 @@ compiled blocks of narrow frames run on them (:mod:`optodfa.sim.threads`), with 
         """Row of each frame, whether rows repeat, the normal table and the camera's levels for the kernels."""
         shared = plan.rows is not None
         rows = plan.rows.numpy() if plan.rows is not None else np.arange(frames, dtype=np.int64)
-        code = math.floor(torch.tensor(self.top_count, dtype=plan.weights.dtype).item())
+        # The top reading as the readings' dtype rounds it (numpy rounds a float to float32 as torch does).
+        code = math.floor((np.float32 if plan.weights.dtype == torch.float32 else np.float64)(self.top_count))
         table = normal_table().to(plan.weights.dtype).numpy()
         levels = {"gain": self.gain, "offset": self.dark_offset, "read_noise": self.read_noise_e,
                   "top": self.top_count, "code": code}

@@ -28,8 +28,8 @@ from types import ModuleType
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "binary_counts", "binary_fields", "gaussian_counts", "signed_sum",
-           "start_parallel"]
+__all__ = ["AVAILABLE", "binary_counts", "binary_fields", "distinct_binary_rows", "gaussian_counts",
+           "signed_sum", "start_parallel"]
 
 # OPTODFA_NO_KERNELS=1 turns the compiled path off (the tests compare both paths).
 AVAILABLE = (importlib.util.find_spec("numba") is not None
@@ -129,6 +129,12 @@ def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, sha
     _with_threads(scratch.shape[0])
     return int(compiled.binary_counts_parallel(frames, weights, rows, shared, bits, table, *levels, out, tile,
                                                scratch))
+
+
+def distinct_binary_rows(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First indices and inverse of the distinct rows of ``(k, ≤ 64)`` frames (non-zero = lit), exactly as
+    :func:`optodfa.sim.speckle.distinct_rows` gives them for the packed frames, without packing them."""
+    return _compiled().distinct_binary_rows(frames)
 
 
 def start_parallel() -> str:

@@ -69,14 +69,18 @@ class FramePlan:
         if x.device.type != "cpu":
             self._frames, self._scale = x * scale.sqrt()[:, None], None
             return
-        binary = x.numpy() != 0
-        first, inverse = distinct_rows(np.packbits(binary, axis=1))
+        narrow = x.shape[1] <= SHARED_SIGNAL_MIN_WIDTH
+        if narrow and kernels.AVAILABLE:
+            first, inverse = kernels.distinct_binary_rows(x.numpy())  # the same rows, without packing them
+        else:
+            binary = x.numpy() != 0
+            first, inverse = distinct_rows(np.packbits(binary, axis=1))
         targets = None
         if len(first) <= DISTINCT_FRACTION * k:
             targets, self.rows = torch.from_numpy(first), torch.from_numpy(inverse.reshape(-1))
         chosen = x if targets is None else x.index_select(0, targets)
         chosen_scale = scale if targets is None else scale.index_select(0, targets)
-        if x.shape[1] <= SHARED_SIGNAL_MIN_WIDTH:
+        if narrow:
             # A narrow product costs less than the copies that sharing signal fields needs; the exposure factor
             # rides along in the frames for free.
             self._frames, self._scale = chosen * chosen_scale.sqrt()[:, None], None

@@ -13,6 +13,7 @@ import pytest
 import torch
 from scipy import stats
 
+from optodfa.sim import kernels
 from optodfa.sim.speckle import distinct_rows
 
 
@@ -87,6 +88,24 @@ def test_distinct_rows_is_numpys_row_unique(elements: int, frames: int) -> None:
         packed = np.packbits(binary, axis=1)
         _, first, inverse = np.unique(packed, axis=0, return_index=True, return_inverse=True)
         got_first, got_inverse = distinct_rows(packed)
+        assert got_first.dtype == first.dtype and got_inverse.dtype == inverse.dtype
+        np.testing.assert_array_equal(got_first, first)
+        np.testing.assert_array_equal(got_inverse, inverse.reshape(-1))
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed (or OPTODFA_NO_KERNELS=1)")
+@pytest.mark.parametrize("elements", [1, 11, 63, 64])
+@pytest.mark.parametrize("frames", [1, 7, 512])
+def test_compiled_distinct_rows_are_numpys_row_unique(elements: int, frames: int) -> None:
+    # Narrow frames skip the packing: the compiled keys must give np.unique's first indices and inverse.
+    rng = np.random.default_rng(elements * 7 + frames)
+    for density, dtype in ((0.05, np.float32), (0.5, np.float64)):
+        lit = rng.random((frames, elements)) < density
+        repeats = np.arange(3, frames, 3)
+        lit[repeats] = lit[repeats - 2]
+        values = (lit * rng.uniform(0.5, 2.0, (frames, 1))).astype(dtype)  # one value per row, as in a FramePlan
+        _, first, inverse = np.unique(np.packbits(lit, axis=1), axis=0, return_index=True, return_inverse=True)
+        got_first, got_inverse = kernels.distinct_binary_rows(values)
         assert got_first.dtype == first.dtype and got_inverse.dtype == inverse.dtype
         np.testing.assert_array_equal(got_first, first)
         np.testing.assert_array_equal(got_inverse, inverse.reshape(-1))
