@@ -291,9 +291,10 @@ class Camera:
         ``plan`` gives the expected photo-electrons of any block of pixels and the row of each frame
         (:class:`optodfa.sim.speckle.FramePlan`). The noise is drawn for all ``k × M`` readings first, in the order
         :meth:`read` draws it, so the counts equal ``read``'s; each block then runs through the camera while it is
-        in cache, in one compiled pass (:mod:`optodfa.sim.kernels`) where it applies. Exact Poisson draws and a GPU
-        take the whole width at once (the Poisson sampler's order follows the readings). With several torch threads the
-compiled blocks of narrow frames run on them (:mod:`optodfa.sim.threads`), with the same counts.
+        in cache, in one compiled pass (:mod:`optodfa.sim.kernels`) where it applies. Narrow binary frames
+        (compiled plans) go further: noise draw, fields and camera in one compiled call, in tiles of its own width,
+        on as many threads as torch has (:mod:`optodfa.sim.threads`), with the same counts. Exact Poisson draws and
+        a GPU take the whole width at once (the Poisson sampler's order follows the readings).
 
         Returns the saturated-reading count, a 0-d int64 tensor on ``out``'s device.
         """
@@ -310,7 +311,7 @@ compiled blocks of narrow frames run on them (:mod:`optodfa.sim.threads`), with 
             bits = noise.normal_bits(k * pixels).reshape(k, pixels)
         if compiled:
             assert bits is not None
-            return self._read_compiled(plan, bits, out, width, workspace)
+            return self._read_compiled(plan, bits, out, width)
         saturated = None
         for c0 in range(0, pixels, width):
             c1 = min(pixels, c0 + width)
@@ -323,8 +324,7 @@ compiled blocks of narrow frames run on them (:mod:`optodfa.sim.threads`), with 
         assert saturated is not None
         return saturated
 
-    def _read_compiled(self, plan: FramePlan, bits: np.ndarray, out: torch.Tensor, width: int,
-                       workspace: Workspace) -> torch.Tensor:
+    def _read_compiled(self, plan: FramePlan, bits: np.ndarray, out: torch.Tensor, width: int) -> torch.Tensor:
         """Counts of a plan whose fields come from torch's matrix product (on torch's threads), then the compiled
         camera pass, block by block."""
         rows, shared, table, levels = self._compiled_inputs(plan, out.shape[0])
