@@ -21,9 +21,11 @@ code. Compiled code is cached on disk (numba's ``cache=True``): the first call o
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import os
+from collections.abc import Iterator
 from types import ModuleType
 
 import numpy as np
@@ -63,8 +65,8 @@ def signed_sum(counts: np.ndarray, signed: np.ndarray, out: np.ndarray, *, group
     if groups <= 1:
         _compiled().signed_sum(counts, signed, out)
         return
-    _with_threads(groups)
-    _compiled().signed_sum_parallel(counts, signed, out, groups)
+    with _numba_threads(groups):
+        _compiled().signed_sum_parallel(counts, signed, out, groups)
 
 
 def gaussian_counts(fields: np.ndarray, scale: np.ndarray, rows: np.ndarray, shared: bool, bits: np.ndarray,
@@ -126,9 +128,9 @@ def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, sha
     if scratch.shape[0] == 1:
         return int(compiled.binary_counts(frames, weights, rows, shared, bits, table, *levels, out, 0,
                                           -(-pixels // tile), tile, scratch[0]))
-    _with_threads(scratch.shape[0])
-    return int(compiled.binary_counts_parallel(frames, weights, rows, shared, bits, table, *levels, out, tile,
-                                               scratch))
+    with _numba_threads(scratch.shape[0]):
+        return int(compiled.binary_counts_parallel(frames, weights, rows, shared, bits, table, *levels, out, tile,
+                                                   scratch))
 
 
 def distinct_binary_rows(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +147,14 @@ def start_parallel() -> str:
     return str(numba.threading_layer())
 
 
-def _with_threads(count: int) -> None:
+@contextlib.contextmanager
+def _numba_threads(count: int) -> Iterator[None]:
+    """numba's parallel loops on ``count`` threads, and the calling thread's own setting back afterwards."""
     import numba
 
+    previous = numba.get_num_threads()
     numba.set_num_threads(count)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)

@@ -172,3 +172,19 @@ def test_a_threading_layer_that_is_not_thread_safe_means_one_thread() -> None:
     assert result.returncode == 0, result.stderr
     parts, layer = result.stdout.split()
     assert layer == "workqueue" and parts == "1"
+
+
+@needs_kernels
+def test_a_projection_leaves_numbas_own_thread_setting_as_it_was() -> None:
+    import numba
+
+    if _numba_threads() < 2:
+        pytest.skip("numba may use one thread on this machine (NUMBA_NUM_THREADS = 1): nothing to change")
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)  # the caller's own numba code runs on one thread; the simulator may use two
+    try:
+        projector = build_projector("opu-sim", 10, 3072, profile="lighton-aurora", feedback_seed=1, noise_seed=2)
+        _with_threads(2, lambda: projector.project(torch.randn(32, 10, generator=torch.Generator().manual_seed(4))))
+        assert numba.get_num_threads() == 1
+    finally:
+        numba.set_num_threads(before)
