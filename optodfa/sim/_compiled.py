@@ -235,13 +235,12 @@ def _frames_by_row(rows: np.ndarray, distinct: int) -> tuple[np.ndarray, np.ndar
 
 
 @numba.njit(cache=True, nogil=True)
-def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool, bits: np.ndarray,
-                  table: np.ndarray, gain: Any, offset: Any, base: Any, read2: Any, top: Any, code: int, zero: Any,
-                  out: np.ndarray, t0: int, t1: int, tile: int, scratch: np.ndarray) -> int:  # pragma: no cover
+def _tile_counts(frames: np.ndarray, weights: np.ndarray, lit: np.ndarray, lit_n: np.ndarray, starts: np.ndarray,
+                 order: np.ndarray, shared: bool, bits: np.ndarray, table: np.ndarray, gain: Any, offset: Any,
+                 base: Any, read2: Any, top: Any, code: int, zero: Any, out: np.ndarray, t0: int, t1: int, tile: int,
+                 scratch: np.ndarray) -> int:  # pragma: no cover - compiled
     # Tiles t0..t1-1 of `tile` pixel columns; in each, a distinct row's levels, then the counts of its frames
     # while the levels are in cache (scratch: (3, tile), the levels and the table normals of a frame).
-    lit, lit_n = _lit_elements(frames)
-    starts, order = _frames_by_row(rows, frames.shape[0])
     pixels = out.shape[1]
     saturated = 0
     for t in range(t0, t1):
@@ -259,19 +258,33 @@ def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, sha
     return saturated
 
 
+@numba.njit(cache=True, nogil=True)
+def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool, bits: np.ndarray,
+                  table: np.ndarray, gain: Any, offset: Any, base: Any, read2: Any, top: Any, code: int, zero: Any,
+                  out: np.ndarray, tile: int, scratch: np.ndarray) -> int:  # pragma: no cover - compiled
+    lit, lit_n = _lit_elements(frames)
+    starts, order = _frames_by_row(rows, frames.shape[0])
+    return _tile_counts(frames, weights, lit, lit_n, starts, order, shared, bits, table, gain, offset, base, read2,
+                        top, code, zero, out, 0, -(-out.shape[1] // tile), tile, scratch)
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def binary_counts_parallel(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool,
                            bits: np.ndarray, table: np.ndarray, gain: Any, offset: Any, base: Any, read2: Any,
                            top: Any, code: int, zero: Any, out: np.ndarray, tile: int,
                            scratch: np.ndarray) -> int:  # pragma: no cover - compiled
-    # One group of whole tiles per scratch space (per thread).
+    # One group of whole tiles per scratch space (per thread); the lit elements and the frames of each row are
+    # found once for all groups.
+    lit, lit_n = _lit_elements(frames)
+    starts, order = _frames_by_row(rows, frames.shape[0])
     groups = scratch.shape[0]
     tiles = -(-out.shape[1] // tile)
     share = -(-tiles // groups)
     saturated = np.zeros(groups, dtype=np.int64)
     for g in numba.prange(groups):
-        saturated[g] = binary_counts(frames, weights, rows, shared, bits, table, gain, offset, base, read2, top,
-                                     code, zero, out, g * share, min(tiles, (g + 1) * share), tile, scratch[g])
+        saturated[g] = _tile_counts(frames, weights, lit, lit_n, starts, order, shared, bits, table, gain, offset,
+                                    base, read2, top, code, zero, out, g * share, min(tiles, (g + 1) * share), tile,
+                                    scratch[g])
     result = 0
     for g in range(groups):
         result += saturated[g]

@@ -126,8 +126,8 @@ def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, sha
     compiled = _compiled()
     compiled.draw_words(state, words)
     if scratch.shape[0] == 1:
-        return int(compiled.binary_counts(frames, weights, rows, shared, bits, table, *levels, out, 0,
-                                          -(-pixels // tile), tile, scratch[0]))
+        return int(compiled.binary_counts(frames, weights, rows, shared, bits, table, *levels, out, tile,
+                                          scratch[0]))
     with _numba_threads(scratch.shape[0]):
         return int(compiled.binary_counts_parallel(frames, weights, rows, shared, bits, table, *levels, out, tile,
                                                    scratch))

@@ -108,12 +108,12 @@ class FramePlan:
         assert self.compiled, "binary_inputs is for compiled plans"
         return self._frames.numpy(), self.weights.numpy()
 
-    def fields(self, c0: int, c1: int, workspace: Workspace | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(u, 2b)`` fields ``[Re F | Im F]`` of pixels ``c0 … c1 − 1`` (``b = c1 − c0``, in ``workspace``, by default
-        the plan's) and the ``(u, 1)`` factor their intensities still need (``None`` when the exposure is folded into
-        the fields)."""
+    def fields(self, c0: int, c1: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(u, 2b)`` fields ``[Re F | Im F]`` of pixels ``c0 … c1 − 1`` (``b = c1 − c0``, in the plan's workspace)
+        and the ``(u, 1)`` factor their intensities still need (``None`` when the exposure is folded into the
+        fields)."""
         m, w = self.pixels, self.weights
-        ws = self.workspace if workspace is None else workspace
+        ws = self.workspace
         if self.compiled:
             # Narrow binary frames: a compiled sum of the lit rows beats the BLAS product's small-K path (float32
             # only: the float64 product sums in another order).

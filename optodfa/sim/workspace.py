@@ -23,7 +23,6 @@ class Workspace:
 
     def __init__(self) -> None:
         self._buffers: dict[str, torch.Tensor] = {}
-        self._parts: dict[int, Workspace] = {}
 
     def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         """An uninitialised contiguous tensor of ``shape`` backed by buffer ``name``."""
@@ -34,22 +33,10 @@ class Workspace:
             self._buffers[name] = buffer
         return buffer[:size].view(shape)
 
-    def part(self, index: int) -> Workspace:
-        """The scratch space of part ``index`` of a computation split over threads (:mod:`optodfa.sim.threads`):
-        part 0 is this workspace, each other index its own, kept with this one, so that no two threads share a
-        buffer."""
-        if index == 0:
-            return self
-        if index not in self._parts:
-            self._parts[index] = Workspace()
-        return self._parts[index]
-
     def clear(self) -> None:
-        """Release every buffer (the parts' too)."""
+        """Release every buffer."""
         self._buffers.clear()
-        self._parts.clear()
 
     def nbytes(self) -> int:
-        """Bytes held (the parts' included)."""
-        return (sum(b.numel() * b.element_size() for b in self._buffers.values())
-                + sum(part.nbytes() for part in self._parts.values()))
+        """Bytes held."""
+        return sum(b.numel() * b.element_size() for b in self._buffers.values())
