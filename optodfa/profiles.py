@@ -147,6 +147,8 @@ SCHEMA: dict[str, Field] = {
     "device.frame_time": _n("float", 500.0, "us", "time per frame", low=0.0, low_open=True),
     "device.power": _n("float", 30.0, "W", "electrical power", low=0.0),
     "medium.macropixel_shortcut": Field("bool", True, doc="one column of m-fold variance per element"),
+    "noise.stream": Field("choice", "counter", choices=("counter", "sfc64"),
+                          doc="CPU noise stream: counter-based SplitMix64, or SFC64 (runs saved before it)"),
     "drift.enabled": Field("bool", False, doc="medium drift on or off"),
     "drift.rho": _n("float", 1.0, "1", "correlation kept per drift step", low=0.0, high=1.0),
     "drift.period": _n("int", 1000, "frame", "frames between drift steps", low=1),

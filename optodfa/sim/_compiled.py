@@ -10,8 +10,13 @@ from llvmlite import ir
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["binary_counts", "binary_counts_parallel", "binary_fields", "distinct_binary_rows", "draw_words",
+__all__ = ["binary_counts", "binary_counts_parallel", "binary_fields", "counter_words", "distinct_binary_rows",
            "gaussian_counts", "signed_sum", "signed_sum_parallel", "started"]
+
+# SplitMix64's increment and output multipliers (optodfa.sim.noise: word j of a key is mix(key + (j + 1)·GAMMA)).
+GAMMA = np.uint64(0x9E3779B97F4A7C15)
+MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX_2 = np.uint64(0x94D049BB133111EB)
 
 
 @intrinsic
@@ -98,18 +103,51 @@ def binary_fields(frames: np.ndarray, weights: np.ndarray, c0: int, c1: int,
                     im[p] = _fma(x, w_im[p], im[p])
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _mix(z: Any) -> Any:  # pragma: no cover - compiled
+    z = (z ^ (z >> np.uint64(30))) * MIX_1
+    z = (z ^ (z >> np.uint64(27))) * MIX_2
+    return z ^ (z >> np.uint64(31))
+
+
 @numba.njit(cache=True, nogil=True)
-def draw_words(state: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    # numpy's SFC64 (state: a, b, c and the counter), word for word as BitGenerator.random_raw gives them.
-    a, b, c, w = state[0], state[1], state[2], state[3]
+def counter_words(key: Any, first: Any, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    # Words first, first + 1, ... of the counter stream of `key` (optodfa.sim.noise).
+    j = first + np.uint64(1)
     for i in range(out.shape[0]):
-        word = a + b + w
-        w += np.uint64(1)
-        a = b ^ (b >> np.uint64(11))
-        b = c + (c << np.uint64(3))
-        c = ((c << np.uint64(24)) | (c >> np.uint64(40))) + word
-        out[i] = word
-    state[0], state[1], state[2], state[3] = a, b, c, w
+        out[i] = _mix(key + j * GAMMA)
+        j += np.uint64(1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _table_normals(key: Any, first: Any, table: np.ndarray, normals: np.ndarray) -> None:  # pragma: no cover
+    # normals[p] = table[16-bit lane (first + p) mod 4 of counter word (first + p) div 4], lane 0 the low bits, as
+    # NoiseSource.normal_bits' uint16 view of the words gives them: a partial word first, whole words, a partial
+    # word last.
+    count = normals.shape[0]
+    p = 0
+    i = first
+    while p < count and (i & np.uint64(3)) != 0:
+        word = _mix(key + ((i >> np.uint64(2)) + np.uint64(1)) * GAMMA)
+        normals[p] = table[(word >> (np.uint64(16) * (i & np.uint64(3)))) & np.uint64(0xFFFF)]
+        p += 1
+        i += np.uint64(1)
+    j = (i >> np.uint64(2)) + np.uint64(1)
+    while p + 3 < count:
+        word = _mix(key + j * GAMMA)
+        normals[p] = table[word & np.uint64(0xFFFF)]
+        normals[p + 1] = table[(word >> np.uint64(16)) & np.uint64(0xFFFF)]
+        normals[p + 2] = table[(word >> np.uint64(32)) & np.uint64(0xFFFF)]
+        normals[p + 3] = table[word >> np.uint64(48)]
+        p += 4
+        j += np.uint64(1)
+    if p < count:
+        word = _mix(key + j * GAMMA)
+        lane = np.uint64(0)
+        while p < count:
+            normals[p] = table[(word >> lane) & np.uint64(0xFFFF)]
+            p += 1
+            lane += np.uint64(16)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -200,13 +238,13 @@ def _row_levels(frames: np.ndarray, weights: np.ndarray, lit: np.ndarray, count:
 
 
 @numba.njit(cache=True, nogil=True)
-def _frame_counts(mean: np.ndarray, std: np.ndarray, drawn: np.ndarray, table: np.ndarray, top: Any, code: int,
+def _frame_counts(mean: np.ndarray, std: np.ndarray, key: Any, first: Any, table: np.ndarray, top: Any, code: int,
                   zero: Any, counts: np.ndarray, normals: np.ndarray) -> int:  # pragma: no cover - compiled
-    # mean + noise level x table normal, clipped and truncated, as gaussian_counts reads a frame. The table
-    # lookups go first, on their own: the arithmetic after them then runs on whole vectors.
+    # mean + noise level x table normal, clipped and truncated, as gaussian_counts reads a frame, with the normals
+    # of readings first, first + 1, ... of the counter stream. The normals go first, on their own: the arithmetic
+    # after them then runs on whole vectors.
     width = counts.shape[0]
-    for p in range(width):
-        normals[p] = table[drawn[p]]
+    _table_normals(key, first, table, normals)
     top_codes = 0
     for p in range(width):
         value = _fma(std[p], normals[p], mean[p])
@@ -236,11 +274,12 @@ def _frames_by_row(rows: np.ndarray, distinct: int) -> tuple[np.ndarray, np.ndar
 
 @numba.njit(cache=True, nogil=True)
 def _tile_counts(frames: np.ndarray, weights: np.ndarray, lit: np.ndarray, lit_n: np.ndarray, starts: np.ndarray,
-                 order: np.ndarray, shared: bool, bits: np.ndarray, table: np.ndarray, gain: Any, offset: Any,
+                 order: np.ndarray, shared: bool, key: Any, first: Any, table: np.ndarray, gain: Any, offset: Any,
                  base: Any, read2: Any, top: Any, code: int, zero: Any, out: np.ndarray, t0: int, t1: int, tile: int,
                  scratch: np.ndarray) -> int:  # pragma: no cover - compiled
     # Tiles t0..t1-1 of `tile` pixel columns; in each, a distinct row's levels, then the counts of its frames
-    # while the levels are in cache (scratch: (3, tile), the levels and the table normals of a frame).
+    # while the levels are in cache (scratch: (3, tile), the levels and the table normals of a frame). Reading
+    # (f, c) takes the normal of reading first + f·pixels + c of the counter stream, as normal_bits orders them.
     pixels = out.shape[1]
     saturated = 0
     for t in range(t0, t1):
@@ -253,24 +292,24 @@ def _tile_counts(frames: np.ndarray, weights: np.ndarray, lit: np.ndarray, lit_n
                         std)
             for i in range(starts[r], starts[r + 1]):
                 f = order[i]
-                saturated += _frame_counts(mean, std, bits[f, c0:c1], table, top, code, zero, out[f, c0:c1],
-                                           normals)
+                start = first + np.uint64(f * pixels + c0)
+                saturated += _frame_counts(mean, std, key, start, table, top, code, zero, out[f, c0:c1], normals)
     return saturated
 
 
 @numba.njit(cache=True, nogil=True)
-def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool, bits: np.ndarray,
+def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool, key: Any, first: Any,
                   table: np.ndarray, gain: Any, offset: Any, base: Any, read2: Any, top: Any, code: int, zero: Any,
                   out: np.ndarray, tile: int, scratch: np.ndarray) -> int:  # pragma: no cover - compiled
     lit, lit_n = _lit_elements(frames)
     starts, order = _frames_by_row(rows, frames.shape[0])
-    return _tile_counts(frames, weights, lit, lit_n, starts, order, shared, bits, table, gain, offset, base, read2,
-                        top, code, zero, out, 0, -(-out.shape[1] // tile), tile, scratch)
+    return _tile_counts(frames, weights, lit, lit_n, starts, order, shared, key, first, table, gain, offset, base,
+                        read2, top, code, zero, out, 0, -(-out.shape[1] // tile), tile, scratch)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def binary_counts_parallel(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool,
-                           bits: np.ndarray, table: np.ndarray, gain: Any, offset: Any, base: Any, read2: Any,
+def binary_counts_parallel(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool, key: Any,
+                           first: Any, table: np.ndarray, gain: Any, offset: Any, base: Any, read2: Any,
                            top: Any, code: int, zero: Any, out: np.ndarray, tile: int,
                            scratch: np.ndarray) -> int:  # pragma: no cover - compiled
     # One group of whole tiles per scratch space (per thread); the lit elements and the frames of each row are
@@ -282,7 +321,7 @@ def binary_counts_parallel(frames: np.ndarray, weights: np.ndarray, rows: np.nda
     share = -(-tiles // groups)
     saturated = np.zeros(groups, dtype=np.int64)
     for g in numba.prange(groups):
-        saturated[g] = _tile_counts(frames, weights, lit, lit_n, starts, order, shared, bits, table, gain, offset,
+        saturated[g] = _tile_counts(frames, weights, lit, lit_n, starts, order, shared, key, first, table, gain, offset,
                                     base, read2, top, code, zero, out, g * share, min(tiles, (g + 1) * share), tile,
                                     scratch[g])
     result = 0

@@ -292,9 +292,10 @@ class Camera:
         (:class:`optodfa.sim.speckle.FramePlan`). The noise is drawn for all ``k × M`` readings first, in the order
         :meth:`read` draws it, so the counts equal ``read``'s; each block then runs through the camera while it is
         in cache, in one compiled pass (:mod:`optodfa.sim.kernels`) where it applies. Narrow binary frames
-        (compiled plans) go further: noise draw, fields and camera in one compiled call, in tiles of its own width,
-        on as many threads as torch has (:mod:`optodfa.sim.threads`), with the same counts. Exact Poisson draws and
-        a GPU take the whole width at once (the Poisson sampler's order follows the readings).
+        (compiled plans) with the counter noise stream go further: fields, noise and camera in one compiled call,
+        in tiles of its own width, on as many threads as torch has (:mod:`optodfa.sim.threads`), with the same
+        counts. Exact Poisson draws and a GPU take the whole width at once (the Poisson sampler's order follows the
+        readings).
 
         Returns the saturated-reading count, a 0-d int64 tensor on ``out``'s device.
         """
@@ -304,7 +305,7 @@ class Camera:
             width = pixels
         compiled = (cpu and self.shot_noise and self.poisson_exact_below == 0 and self.bits is not None
                     and kernels.AVAILABLE)
-        if compiled and plan.compiled:
+        if compiled and plan.compiled and noise.counter_based:
             return self._read_binary(plan, noise, out, workspace)
         bits = None
         if cpu and (self.shot_noise or self.read_noise_e > 0):
@@ -341,8 +342,8 @@ class Camera:
 
     def _read_binary(self, plan: FramePlan, noise: NoiseSource, out: torch.Tensor,
                      workspace: Workspace) -> torch.Tensor:
-        """Counts of a compiled plan: noise, fields and camera in one compiled call, on as many threads as torch
-        has (:mod:`optodfa.sim.threads`)."""
+        """Counts of a compiled plan: fields, counter-stream noise and camera in one compiled call, on as many
+        threads as torch has (:mod:`optodfa.sim.threads`)."""
         k, pixels = out.shape
         rows, shared, table, levels = self._compiled_inputs(plan, k)
         frames, weights = plan.binary_inputs()
@@ -350,14 +351,10 @@ class Camera:
         # Tiles as wide as TILE allows while each thread gets at least TILES_PER_THREAD of them (an even share).
         tile = min(TILE, max(MIN_TILE, -(-pixels // (groups * TILES_PER_THREAD))))
         scratch = workspace.get("binary_levels", (groups, 3, tile), torch.float32, torch.device("cpu"))
-        # The noise words get a fresh buffer, as NoiseSource.normal_bits gives them: freeing it each call keeps the C
-        # allocator serving this call's outputs (counts, sums: each half its size) from memory it has already
-        # mapped. Kept in the workspace instead, it left them to fresh pages: about 170 page faults, 0.3 ms a call.
-        words = np.empty(-(-(k * pixels) // 4), dtype=np.uint64)
-        state = noise.raw_state()
-        saturated = kernels.binary_counts(frames, weights, rows, shared, table, out=out.numpy(), state=state,
-                                          words=words, tile=tile, scratch=scratch.numpy(), **levels)
-        noise.set_raw_state(state)
+        key, words = noise.counter_position()
+        saturated = kernels.binary_counts(frames, weights, rows, shared, table, out=out.numpy(), key=key,
+                                          first=4 * words, tile=tile, scratch=scratch.numpy(), **levels)
+        noise.skip_words(-(-(k * pixels) // 4))  # normal_bits(k·M) draws whole words
         return torch.tensor(saturated, dtype=torch.int64)
 
     def _compiled_inputs(self, plan: FramePlan, frames: int) -> tuple[np.ndarray, bool, np.ndarray, dict[str, Any]]:

@@ -9,9 +9,10 @@ multiply-add wherever torch's CPU kernels use one (``add`` with ``alpha``, ``add
 number for number (``tests/sim/test_reference_outputs.py`` checks both against the recorded outputs).
 
 For the narrow binary frames of DFA's error vectors (at most 64 elements, float32), :func:`binary_counts` goes
-further: the noise draw, the speckle fields (:func:`binary_fields`' sums) and the camera pass in one call, a distinct
-frame's levels computed once and its frames read while they are in cache, on several threads where torch has them
-(:mod:`optodfa.sim.threads`).
+further: the speckle fields (:func:`binary_fields`' sums), the noise (drawn where it is used from the counter stream
+of :mod:`optodfa.sim.noise`) and the camera pass in one call, a distinct frame's levels computed once and its frames
+read while they are in cache, on several threads where torch has them (:mod:`optodfa.sim.threads`).
+:func:`counter_words` draws the same stream's words for the tensor code.
 
 Only the case that dominates a simulated projection is compiled: shot noise drawn as a Gaussian everywhere
 (``poisson_exact_below = 0``) and a finite bit depth. Everything else, and any machine without numba, uses the tensor
@@ -30,8 +31,8 @@ from types import ModuleType
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "binary_counts", "binary_fields", "distinct_binary_rows", "gaussian_counts",
-           "signed_sum", "start_parallel"]
+__all__ = ["AVAILABLE", "binary_counts", "binary_fields", "counter_words", "distinct_binary_rows",
+           "gaussian_counts", "signed_sum", "start_parallel"]
 
 # OPTODFA_NO_KERNELS=1 turns the compiled path off (the tests compare both paths).
 AVAILABLE = (importlib.util.find_spec("numba") is not None
@@ -94,24 +95,24 @@ def gaussian_counts(fields: np.ndarray, scale: np.ndarray, rows: np.ndarray, sha
 
 def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, shared: bool, table: np.ndarray, *,
                   gain: float, offset: float, read_noise: float, top: float, code: int, out: np.ndarray,
-                  state: np.ndarray, words: np.ndarray, tile: int, scratch: np.ndarray) -> int:
-    """The noise draw, :func:`binary_fields` and :func:`gaussian_counts` in one compiled pass (float32).
+                  key: int, first: int, tile: int, scratch: np.ndarray) -> int:
+    """:func:`binary_fields` and :func:`gaussian_counts` in one compiled pass (float32), with the noise drawn in it.
 
-    It draws the noise words (numpy's SFC64 from ``state``, word for word), then, a tile of pixel columns at a
-    time, sums the fields of each distinct row, turns them into the row's mean reading and noise level (once per
-    distinct row, not per frame), and reads the row's frames while those are in cache: the same
-    draws and the same operations in the same order as ``NoiseSource.normal_bits`` and the two kernels, so the same
-    counts, without a Python call per block or the fields' round trip through memory. With ``g`` scratch spaces
-    the tiles run in ``g`` groups on ``g`` threads (``g`` at most :func:`optodfa.sim.threads.parts`), with the
-    same counts.
+    A tile of pixel columns at a time, it sums the fields of each distinct row, turns them into the row's mean
+    reading and noise level (once per distinct row, not per frame), and reads the row's frames while those are in
+    cache, each reading's normal drawn where it is used from the counter stream of :mod:`optodfa.sim.noise`: the
+    same normals and the same operations in the same order as ``NoiseSource.normal_bits`` and the two kernels,
+    so the same counts, without a Python call per block, the fields' round trip through memory or a buffer of
+    noise words. With ``g`` scratch spaces the tiles run in ``g`` groups on ``g`` threads (``g`` at most
+    :func:`optodfa.sim.threads.parts`), with the same counts.
 
     Args:
         frames: ``(u, d + 1)`` float32 binary frames (0 or one value per row), as in :func:`binary_fields`.
         weights: ``(d + 1, 2M)`` ``[Re | Im]`` float32 weights.
         rows, shared, table, gain, offset, read_noise, top, code: as in :func:`gaussian_counts`.
         out: ``(k, M)`` integer counts.
-        state: ``(4,)`` uint64 SFC64 state, advanced by the words drawn.
-        words: ``(⌈kM/4⌉,)`` uint64 buffer for the noise words (4 table indices each).
+        key, first: the counter stream's key and the index of the stream's 16-bit index that reading ``(0, 0)``
+            takes (4 × the words drawn before); reading ``(f, c)`` takes index ``first + f·M + c``.
         tile: pixel columns per tile (at most ``scratch.shape[2]``).
         scratch: ``(g, 3, ≥ tile)`` float32, one space per thread (a row's levels and a frame's normals).
 
@@ -121,16 +122,21 @@ def binary_counts(frames: np.ndarray, weights: np.ndarray, rows: np.ndarray, sha
     real = np.float32
     levels = (real(gain), real(offset), real(gain * gain * read_noise * read_noise - gain * offset),
               real(read_noise * read_noise), real(top), code, real(0))
-    k, pixels = out.shape
-    bits = words.view(np.uint16)[: k * pixels].reshape(k, pixels)
     compiled = _compiled()
-    compiled.draw_words(state, words)
+    stream = (np.uint64(key), np.uint64(first))
     if scratch.shape[0] == 1:
-        return int(compiled.binary_counts(frames, weights, rows, shared, bits, table, *levels, out, tile,
+        return int(compiled.binary_counts(frames, weights, rows, shared, *stream, table, *levels, out, tile,
                                           scratch[0]))
     with _numba_threads(scratch.shape[0]):
-        return int(compiled.binary_counts_parallel(frames, weights, rows, shared, bits, table, *levels, out, tile,
-                                                   scratch))
+        return int(compiled.binary_counts_parallel(frames, weights, rows, shared, *stream, table, *levels, out,
+                                                   tile, scratch))
+
+
+def counter_words(key: int, first: int, count: int) -> np.ndarray:
+    """Words ``first … first + count − 1`` of the counter stream of ``key`` (:mod:`optodfa.sim.noise`), uint64."""
+    out = np.empty(count, dtype=np.uint64)
+    _compiled().counter_words(np.uint64(key), np.uint64(first), out)
+    return out
 
 
 def distinct_binary_rows(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

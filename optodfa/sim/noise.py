@@ -7,13 +7,26 @@ Two back ends, chosen by the torch device:
 
 * CUDA: a CUDA ``torch.Generator``; ``torch.randn`` (exact Gaussian) and ``torch.poisson``. Nothing leaves the GPU.
 * CPU: the CPU ``torch.Generator`` (Mersenne Twister) costs about 7 ns per number on this project's machines, which
-  made Gaussian noise 2/3 of a simulated projection. The CPU back end therefore draws raw bits from numpy's SFC64
-  generator (about 0.6 ns per 64-bit word) and maps each 16 bits through an inverse-CDF table of the standard normal:
-  entry ``i`` is ``Φ⁻¹((i + ½) / 2¹⁶)``, the whole table rescaled by 1.00001 so its variance is exactly 1. This is a
-  documented approximation of N(0, 1): its CDF differs from Φ by at most 1.1·10⁻⁵ everywhere and its tails are
-  cut at ``|z| = 4.32`` (true mass beyond: 1.5·10⁻⁵). The values are discrete, 4·10⁻⁵ σ apart near 0, far finer than
-  any camera's ADC step; the truncated tails matter only for events rarer than 1 in 65 000 per pixel. Poisson
-  draws on the CPU use numpy's exact sampler on the same bit stream.
+  made Gaussian noise 2/3 of a simulated projection. The CPU back end therefore draws raw 64-bit words and maps each
+  16 bits through an inverse-CDF table of the standard normal: entry ``i`` is ``Φ⁻¹((i + ½) / 2¹⁶)``, the whole
+  table rescaled by 1.00001 so its variance is exactly 1. This is a documented approximation of N(0, 1): its CDF
+  differs from Φ by at most 1.1·10⁻⁵ everywhere and its tails are cut at ``|z| = 4.32`` (true mass beyond:
+  1.5·10⁻⁵). The values are discrete, 4·10⁻⁵ σ apart near 0, far finer than any camera's ADC step; the truncated
+  tails matter only for events rarer than 1 in 65 000 per pixel. Poisson draws on the CPU use numpy's exact
+  sampler on numpy's SFC64 generator.
+
+The words come from one of two streams (``stream``, the profile key ``noise.stream``):
+
+* ``"counter"`` (the default): word ``j`` is SplitMix64's output function of ``key + (j + 1)·γ`` (Steele, Lea and
+  Flood, OOPSLA 2014; the generator of Java's ``SplittableRandom``, which passes TestU01's BigCrush), ``key`` a
+  63-bit sub-seed of the noise seed and ``γ = 0x9E3779B97F4A7C15``. Any word can be computed from its index
+  alone, so the compiled camera pass draws each reading's normal where it uses it, tile by tile on several threads
+  (:func:`optodfa.sim.kernels.binary_counts`), and the tensor code draws the same words in bulk. The state is the
+  count of words drawn.
+* ``"sfc64"``: numpy's SFC64 generator, one chain of dependent operations (about 1.7 ns a word compiled, on one
+  thread only), shared with the Poisson draws: the stream of optodfa before the counter stream, kept so that runs
+  and checkpoints made with it continue bit for bit, and so that the outputs recorded before the speed work can
+  still be checked (``tests/sim/test_reference_outputs.py``).
 
 Bytes are read in little-endian order (every platform torch supports for this project is little-endian).
 """
@@ -27,10 +40,17 @@ import numpy as np
 import torch
 
 from optodfa.seeding import check_seed, derive_seed
+from optodfa.validation import check_choice
 
-__all__ = ["TABLE_BITS", "NoiseSource", "normal_table"]
+__all__ = ["STREAMS", "TABLE_BITS", "NoiseSource", "counter_words", "normal_table"]
 
 TABLE_BITS = 16
+STREAMS = ("counter", "sfc64")
+_COUNTER_LABEL = 0x5350  # sub-stream of the source's seed that keys the counter stream
+# SplitMix64's increment and the multipliers of its output function.
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
 _TABLE: torch.Tensor | None = None
 
 
@@ -46,6 +66,24 @@ def normal_table() -> torch.Tensor:
     return _TABLE
 
 
+def counter_words(key: int, first: int, count: int) -> np.ndarray:
+    """Words ``first … first + count − 1`` of the counter stream of ``key``, ``(count,)`` uint64 (compiled where
+    numba is available, in numpy otherwise: the same words)."""
+    from optodfa.sim import kernels
+
+    if kernels.AVAILABLE:
+        return kernels.counter_words(key, first, count)
+    z = np.arange(first + 1, first + 1 + count, dtype=np.uint64)
+    z *= _GAMMA  # uint64 arithmetic wraps modulo 2⁶⁴, as the generator's does
+    z += np.uint64(key)
+    z ^= z >> np.uint64(30)
+    z *= _MIX_1
+    z ^= z >> np.uint64(27)
+    z *= _MIX_2
+    z ^= z >> np.uint64(31)
+    return z
+
+
 class NoiseSource:
     """Standard normal and Poisson draws on one torch device, from one seed.
 
@@ -53,13 +91,18 @@ class NoiseSource:
         seed: noise seed (non-negative integer), keyword-only.
         device: torch device the draws live on.
         labels: sub-stream labels (so that one seed can feed several independent sources).
+        stream: the CPU back end's stream of normal words, one of :data:`STREAMS` (see the module docstring).
     """
 
-    def __init__(self, *, seed: int, device: torch.device | str = "cpu", labels: tuple[int, ...] = ()) -> None:
+    def __init__(self, *, seed: int, device: torch.device | str = "cpu", labels: tuple[int, ...] = (),
+                 stream: str = "counter") -> None:
         self.seed = check_seed(seed, "noise seed")
         self.device = torch.device(device)
         self.labels = tuple(int(x) for x in labels)
+        self.stream = check_choice("noise.stream", stream, STREAMS)
         root = derive_seed(self.seed, *self.labels)
+        self._key = derive_seed(self.seed, *self.labels, _COUNTER_LABEL)
+        self._words = 0  # counter stream: words drawn so far
         if self.device.type == "cpu":
             self._bits: np.random.SFC64 | None = np.random.SFC64(root)
             self._numpy = np.random.Generator(self._bits)
@@ -91,28 +134,38 @@ class NoiseSource:
         values = self.lookup(bits, index_out=index_out).view(shape)
         return values if dtype == torch.float32 else values.to(dtype)
 
+    @property
+    def counter_based(self) -> bool:
+        """Whether the CPU back end draws the counter stream (whose words a compiled kernel computes itself)."""
+        return self._bits is not None and self.stream == "counter"
+
     def normal_bits(self, count: int) -> np.ndarray:
         """CPU back end: the next ``count`` 16-bit table indices, ``(count,)`` uint16 (a view of fresh words).
 
         ``lookup(normal_bits(c))`` is what ``normal((c,))`` returns; drawing the bits of a whole batch first lets a
-        caller turn them into normals block by block while the block is in cache, in the same order.
+        caller turn them into normals block by block while the block is in cache, in the same order. Whole words
+        are drawn: a count that is not a multiple of 4 leaves the rest of the last word unused.
         """
         assert self._bits is not None, "normal_bits exists on the CPU back end only"
-        words = self._bits.random_raw((count + 3) // 4)
+        size = (count + 3) // 4
+        if self.stream == "counter":
+            words = counter_words(self._key, self._words, size)
+            self._words += size
+        else:
+            words = self._bits.random_raw(size)
         return words.view(np.uint16)[:count]
 
-    def raw_state(self) -> np.ndarray:
-        """CPU back end: a copy of the ``(4,)`` uint64 SFC64 state that :meth:`normal_bits` draws from; a compiled
-        kernel that draws the same words from it hands the advanced state back with :meth:`set_raw_state`."""
-        assert self._bits is not None, "raw_state exists on the CPU back end only"
-        return np.array(self._bits.state["state"]["state"], dtype=np.uint64)
+    def counter_position(self) -> tuple[int, int]:
+        """Counter stream: its key and the words drawn so far. A compiled kernel that draws ``w`` words of the
+        stream itself (16-bit index ``i`` of them is lane ``i mod 4`` of word ``position + i div 4``) moves the
+        source past them with :meth:`skip_words`."""
+        assert self.counter_based, "counter_position exists for the CPU counter stream only"
+        return self._key, self._words
 
-    def set_raw_state(self, state: np.ndarray) -> None:
-        """Continue from a ``(4,)`` uint64 SFC64 state (see :meth:`raw_state`)."""
-        assert self._bits is not None, "set_raw_state exists on the CPU back end only"
-        full = self._bits.state
-        full["state"]["state"] = np.asarray(state, dtype=np.uint64).copy()
-        self._bits.state = full
+    def skip_words(self, count: int) -> None:
+        """Counter stream: continue after ``count`` more words, as if :meth:`normal_bits` had drawn them."""
+        assert self.counter_based, "skip_words exists for the CPU counter stream only"
+        self._words += int(count)
 
     @staticmethod
     def lookup(bits: np.ndarray, *, out: torch.Tensor | None = None,
@@ -145,15 +198,28 @@ class NoiseSource:
         if self._torch is not None:
             return {"backend": "torch", "state": self._torch.get_state()}
         assert self._bits is not None
+        if self.stream == "counter":
+            return {"backend": "counter", "words": self._words, "poisson": self._bits.state}
         return {"backend": "sfc64", "state": self._bits.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        expected = "torch" if self._torch is not None else "sfc64"
-        if state.get("backend") != expected:
-            raise ValueError(f"noise state is for the {state.get('backend')!r} back end but this source on "
-                             f"{self.device} uses {expected!r}; resume on the same kind of torch device")
+        expected = "torch" if self._torch is not None else self.stream
+        backend = state.get("backend")
+        if backend != expected:
+            if self._torch is None and backend in STREAMS:
+                raise ValueError(f"noise state is of the {backend!r} stream but this source draws the "
+                                 f"{expected!r} stream; set the profile key noise.stream = {backend!r} to continue "
+                                 f"that run bit for bit (checkpoints saved before the counter stream existed are "
+                                 f"'sfc64')")
+            uses = "torch" if self._torch is not None else "a CPU stream"
+            raise ValueError(f"noise state is for the {backend!r} back end but this source on {self.device} uses "
+                             f"{uses!r}; resume on the same kind of torch device")
         if self._torch is not None:
             self._torch.set_state(state["state"])
+            return
+        assert self._bits is not None
+        if self.stream == "counter":
+            self._words = int(state["words"])
+            self._bits.state = state["poisson"]
         else:
-            assert self._bits is not None
             self._bits.state = state["state"]

@@ -52,6 +52,8 @@ CHUNK_PIXELS_GPU = 1 << 27
 BLOCK_PIXELS = 1 << 16
 MIN_BLOCK_WIDTH = 256
 _NOISE_LABEL = 7  # sub-stream of the noise seed for camera and drift noise
+_CPU_NOISE = {"counter": "SplitMix64 counter stream + 16-bit normal table",
+              "sfc64": "numpy SFC64 + 16-bit normal table"}
 
 
 class SimulatedOPU(NoHardware):
@@ -74,13 +76,15 @@ class SimulatedOPU(NoHardware):
         chunk_pixels: camera readings processed per chunk (a chunk shares one medium state and one noise draw);
             ``None``: ``CHUNK_PIXELS`` on the CPU, ``CHUNK_PIXELS_GPU`` elsewhere.
         block_pixels: camera readings the camera takes at once within a chunk (a cache-sized block of columns).
+        noise_stream: the CPU noise stream, ``"counter"`` or ``"sfc64"`` (:mod:`optodfa.sim.noise`).
     """
 
     def __init__(self, layout: DMDLayout, camera: Camera, *, output_pixels: int, seed: int, noise_seed: int,
                  frame_time_s: float = 500e-6, power_w: float = 30.0, drift: Drift | None = None,
                  macropixel_shortcut: bool = True, variance: float = 1.0,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                 chunk_pixels: int | None = None, block_pixels: int = BLOCK_PIXELS) -> None:
+                 chunk_pixels: int | None = None, block_pixels: int = BLOCK_PIXELS,
+                 noise_stream: str = "counter") -> None:
         self.layout = layout
         self.camera = camera
         self.output_pixels = check_int("output_pixels", output_pixels, low=1)
@@ -107,7 +111,8 @@ class SimulatedOPU(NoHardware):
         self._variances = torch.tensor([layout.macropixel * variance] * layout.signal_elements
                                        + [layout.reference_mirrors * variance], dtype=self.dtype,
                                        device=self.torch_device)
-        self._noise = NoiseSource(seed=self.noise_seed, device=self.torch_device, labels=(_NOISE_LABEL,))
+        self._noise = NoiseSource(seed=self.noise_seed, device=self.torch_device, labels=(_NOISE_LABEL,),
+                                  stream=noise_stream)
         self._workspace = Workspace()
         self._reset_state()
 
@@ -208,7 +213,7 @@ class SimulatedOPU(NoHardware):
                              "macropixel_shortcut": self.macropixel_shortcut},
             "feedback_seed": self.seed, "noise_seed": self.noise_seed,
             "noise": {"exact_gaussian": self._noise.exact_gaussian,
-                      "backend": "torch" if self._noise.exact_gaussian else "numpy SFC64 + 16-bit normal table"},
+                      "backend": "torch" if self._noise.exact_gaussian else _CPU_NOISE[self._noise.stream]},
             "compute": str(self.torch_device),
         }
 
@@ -324,7 +329,8 @@ def build(spec: ProjectorSpec) -> Projector:
                           noise_seed=spec.resolved_noise_seed, frame_time_s=p["device.frame_time"],
                           power_w=p["device.power"], drift=drift,
                           macropixel_shortcut=p["medium.macropixel_shortcut"], device=spec.device,
-                          dtype=torch.float64 if spec.dtype == torch.float64 else torch.float32)
+                          dtype=torch.float64 if spec.dtype == torch.float64 else torch.float32,
+                          noise_stream=p["noise.stream"])
     element, reference = device.expected_intensities()
     # The overrides are already in `profile` (the simulator reads every key of the schema).
     return OpticalProjector.from_profile(device, profile, in_features=spec.in_features,

@@ -3,6 +3,10 @@
 ``python -m tests.sim.reference_cases`` wrote ``data/reference_outputs.npz`` once, from the code before that work
 (commit dfe6ab0, one torch thread); ``test_reference_outputs.py`` checks the current code against it. Never
 re-record it to make a test pass: the file is the camera model as it was.
+
+The cases draw their noise from the ``"sfc64"`` stream, the only one there was then (:mod:`optodfa.sim.noise`):
+the camera's arithmetic must still give those counts from those draws. The counter stream, the default since, is
+checked against the tensor code (``test_kernels.py``) and by the statistical tests.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ FLOAT64_TOO = ("aurora", "lowlight", "unlimited-bits")
 def _device(camera: dict[str, Any], elements: int, outputs: int, dtype: torch.dtype) -> SimulatedOPU:
     layout = DMDLayout(64, 64, 4, elements, 256)
     device = SimulatedOPU(layout, Camera(**camera), output_pixels=outputs, seed=3, noise_seed=5,
-                          frame_time_s=max(1.0, camera["exposure_s"]), dtype=dtype, chunk_pixels=1 << 11)
+                          frame_time_s=max(1.0, camera["exposure_s"]), dtype=dtype, chunk_pixels=1 << 11,
+                          noise_stream="sfc64")
     for name, value in DEVICE_ATTRIBUTES.items():
         setattr(device, name, value)
     return device
@@ -84,7 +89,7 @@ def cases() -> Iterator[tuple[str, Callable[[], list[torch.Tensor]]]]:
         for mode in ("holographic", "strong-reference", "intensity"):
             for d, big_d in ((10, 400), (100, 200)):
                 def project(profile=profile, mode=mode, d=d, big_d=big_d) -> list[torch.Tensor]:
-                    overrides = {"readout.mode": mode}
+                    overrides = {"readout.mode": mode, "noise.stream": "sfc64"}
                     if mode == "intensity":
                         overrides["readout.evening"] = False
                     projector = build_projector("opu-sim", d, big_d, profile=profile, overrides=overrides,
