@@ -7,29 +7,31 @@ is one error vector; ``opu-sim`` uses the ``lighton-aurora`` profile (DMD layout
 read noise, 8-bit ADC), ternary encoding, and shows 4 frames per vector (holographic) or 2 (strong-reference,
 intensity). ``opu-sim ideal`` is the ``ideal-opu`` profile (no noise, unlimited bits): the difference is the camera.
 
-lightonml (when importable) computes a noiseless ``|X R|²`` on the CPU in numpy: ``transform`` of ``n`` binary frames
-(one per error vector, the target this project set: ``opu-sim`` with its full camera model at least as fast), and of
-the same ``4n`` frames ``opu-sim`` shows in holographic mode (frame for frame). It is never a dependency of optodfa;
-install it by hand to include it.
+lightonml (when importable) computes a noiseless ``|X R|²`` on the CPU in numpy: ``transform`` of ``n`` binary
+frames (one per error vector, the target this project set: ``opu-sim`` with its full camera model at least as fast),
+and of the same ``4n`` frames ``opu-sim`` shows in holographic mode (frame for frame). It is never a dependency of
+optodfa; install it by hand to include it.
 
-All variants of a shape are timed in one process, interleaved round by round so machine noise hits them alike;
-each figure is the median over rounds of the median call time within a round. ``ratio`` is time per call over the
-digital device's (so larger is slower); ``vs lightonml`` is lightonml's time (``n`` frames) over the variant's
-(at least 1 meets the target). Thread count defaults to 1 for torch and for numpy's BLAS alike, because on a shared
-machine multi-threaded small kernels measure the neighbours' load more than the code.
+All variants of a shape are timed in one process, interleaved round by round so machine noise hits them alike; each
+time is the median over rounds of the median call time within a round, each ratio the median over rounds of the
+ratio within a round. ``ratio`` is time per call over the digital device's (so larger is slower); ``vs lightonml``
+is lightonml's time (``n`` frames) over the variant's (at least 1 meets the target). Thread count defaults to 1 for
+torch and for numpy's BLAS alike, because on a shared machine multi-threaded small kernels measure the neighbours'
+load more than the code.
 
 Targets (issue 11), printed met / NOT met per shape: frame for frame (lightonml transforming the frames a readout
-shows: ``4n`` for holographic, ``2n`` for the 2-frame readouts) ``opu-sim`` with its full camera model at least 2x as
-fast; per error vector (lightonml's ``n`` frames) at least 1x for the 2-frame readouts and 0.5x for holographic.
+shows: ``4n`` for holographic, ``2n`` for the 2-frame readouts) ``opu-sim`` with its full camera model at least 2x
+as fast; per error vector (lightonml's ``n`` frames) at least 1x for the 2-frame readouts and 0.5x for holographic.
 
-Roofline: the benchmark measures this machine's float32 GEMM rate and copy bandwidth, and prints for
-``opu-sim holographic`` the time its speckle product would take at that GEMM rate (``4·(d + 1)`` FLOP per reading:
-real and imaginary part of one field; half the readings for wide frames, whose signal fields are shared) and the
-time its unavoidable memory traffic would take at that bandwidth
-(``BYTES_PER_READING``: the 2-byte noise index written and read, the 1-byte count written and read), each as a
-fraction of the measured time. Memory: a child process per shape builds the projector and projects once; its
-peak resident memory above what it held before is set against twice the matrices the simulator holds plus one
-batch of camera counts.
+Roofline: the benchmark measures this machine's float32 GEMM rate and copy bandwidth, and prints for ``opu-sim
+holographic`` the time its speckle product would take at that GEMM rate (``4·(d + 1)`` FLOP per reading: real and
+imaginary part of one field; half the readings for wide frames, whose signal fields are shared) and the time its
+unavoidable memory traffic would take at that bandwidth (``BYTES_PER_READING``: the 1-byte count written and read,
+and for wide frames the 2-byte noise index written and read), each as a fraction of the measured time. Both roofs
+are far below the time at narrow frames, so it also prints the camera floor (:mod:`benchmarks.camera_floor`): the
+time of the simulator's per-reading pass alone. Memory: a child process per shape builds the projector and projects
+once; its peak resident memory above what it held before is set against twice the matrices the simulator holds plus
+one batch of camera counts.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from benchmarks.camera_floor import floor_seconds
 from benchmarks.machine import cpu_name, gemm_rate, memory_bandwidth, peak_rss_bytes, rss_bytes
-from benchmarks.timing import interleaved_medians
+from benchmarks.timing import interleaved_rounds, medians, paired_ratio
 from optodfa.registry import build_projector
 from optodfa.sim.speckle import SHARED_SIGNAL_MIN_WIDTH
 
@@ -57,8 +60,9 @@ FRAMES = {"holographic": 4, "strong-reference": 2, "intensity": 2}
 # Per error vector against lightonml's n frames: 1x for the 2-frame readouts, 0.5x for the 4-frame one.
 PER_VECTOR_TARGET = {"holographic": 0.5, "strong-reference": 1.0, "intensity": 1.0}
 FRAME_TARGET = 2.0
-# Traffic no camera model avoids: the 16-bit noise index written and read, the 8-bit count written and read.
-BYTES_PER_READING = 2 + 2 + 1 + 1
+# Traffic no camera model avoids: the 8-bit count written and read; frames wider than the compiled pass's limit
+# also write and read their 16-bit noise index (drawn into a buffer before the camera pass).
+BYTES_PER_READING = {"narrow": 1 + 1, "wide": 2 + 2 + 1 + 1}
 
 
 def lightonml_status() -> tuple[object | None, str]:
@@ -101,9 +105,9 @@ def projector_call(name: str, d: int, big_d: int, e: torch.Tensor, device: torch
 
 
 def measure(calls: dict[str, Callable[[], None]], rounds: int, min_time: float,
-            sync: Callable[[], None]) -> dict[str, float]:
-    """Median over rounds of the median seconds per call; each round repeats a call for at least ``min_time``."""
-    return interleaved_medians(calls, rounds=rounds, sync=sync, repeats=50, min_time=min_time)
+            sync: Callable[[], None]) -> dict[str, list[float]]:
+    """Each round's median seconds per call; each round repeats a call for at least ``min_time``."""
+    return interleaved_rounds(calls, rounds=rounds, sync=sync, repeats=50, min_time=min_time)
 
 
 def breakdown(call: Callable[[], None], calls: int = 3, top: int = 8) -> list[str]:
@@ -207,21 +211,23 @@ def main(argv: list[str] | None = None) -> None:
             calls["lightonml |XR|², 2n frames"] = lightonml_call(opu_class, np.concatenate([plus, minus]), big_d)
             calls["lightonml |XR|², 4n frames"] = lightonml_call(opu_class, np.concatenate([plus, plus, minus, minus]),
                                                                  big_d)
-        result = measure(calls, args.rounds, args.min_time, sync)
-        base = result["digital"]
+        per_round = measure(calls, args.rounds, args.min_time, sync)
+        result = medians(per_round)
         reference = result.get("lightonml |XR|², n frames")
         print(f"\nn = {n}, d = {d}, D = {big_d}")
         print(f"  {'variant':<30}{'ms/call':>10}{'proj/s':>12}{'ratio':>10}" + (f"{'vs lightonml':>14}"
                                                                               if reference else ""))
         for name, seconds in result.items():
-            line = f"  {name:<30}{seconds * 1e3:>10.3f}{n / seconds:>12.4g}{seconds / base:>10.3g}"
+            line = (f"  {name:<30}{seconds * 1e3:>10.3f}{n / seconds:>12.4g}"
+                    f"{paired_ratio(per_round, name, 'digital'):>10.3g}")
             if reference:
-                line += f"{reference / seconds:>14.3g}"
+                line += f"{paired_ratio(per_round, 'lightonml |XR|², n frames', name):>14.3g}"
             print(line)
         if reference:
-            frame_ratios = {mode: result[f"lightonml |XR|², {FRAMES[mode]}n frames"]
-                            / result[f"opu-sim {mode}"] for mode in MODES}
-            vector_ratios = {mode: reference / result[f"opu-sim {mode}"] for mode in MODES}
+            frame_ratios = {mode: paired_ratio(per_round, f"lightonml |XR|², {FRAMES[mode]}n frames",
+                                               f"opu-sim {mode}") for mode in MODES}
+            vector_ratios = {mode: paired_ratio(per_round, "lightonml |XR|², n frames", f"opu-sim {mode}")
+                             for mode in MODES}
             frame_ok = all(r >= FRAME_TARGET for r in frame_ratios.values())
             vector_ok = all(vector_ratios[m] >= PER_VECTOR_TARGET[m] for m in MODES)
             verdicts += [frame_ok, vector_ok]
@@ -235,11 +241,16 @@ def main(argv: list[str] | None = None) -> None:
         # Wide frames share one signal field between t± and t± + r (optodfa.sim.speckle): half the products.
         products = readings // 2 if d + 1 > SHARED_SIGNAL_MIN_WIDTH else readings
         gemm_s = products * 4 * (d + 1) / flops
-        memory_s = readings * BYTES_PER_READING / bandwidth
+        width = "narrow" if d + 1 <= SHARED_SIGNAL_MIN_WIDTH else "wide"
+        memory_s = readings * BYTES_PER_READING[width] / bandwidth
+        floor_s = floor_seconds(readings)
         print(f"  roofline, opu-sim holographic: {readings / seconds / 1e6:.0f} M readings/s; speckle product at the "
-              f"GEMM rate {gemm_s * 1e3:.2f} ms ({gemm_s / seconds:.0%} of the time), {BYTES_PER_READING} B/reading "
-              f"at the copy bandwidth {memory_s * 1e3:.2f} ms ({memory_s / seconds:.0%}); fraction of the limit "
-              f"max(GEMM, memory) / time = {max(gemm_s, memory_s) / seconds:.0%}")
+              f"GEMM rate {gemm_s * 1e3:.2f} ms ({gemm_s / seconds:.0%} of the time), {BYTES_PER_READING[width]} "
+              f"B/reading at the copy bandwidth {memory_s * 1e3:.2f} ms ({memory_s / seconds:.0%}); fraction of the "
+              f"limit max(GEMM, memory) / time = {max(gemm_s, memory_s) / seconds:.0%}")
+        print(f"  camera floor (the per-reading pass alone, benchmarks.camera_floor): {floor_s / readings * 1e9:.2f} "
+              f"ns a reading, {floor_s * 1e3:.2f} ms ({floor_s / seconds:.0%} of the time); with the GEMM: "
+              f"{(floor_s + gemm_s) / seconds:.0%}")
         if not args.no_memory:
             figures = memory(n, d, big_d, device)
             if figures is not None:

@@ -1,11 +1,12 @@
 """Time per training step of an MLP 784-1024-1024-1024-10 at batch 128: BP, DFA (digital), DFA (opu-sim).
 
-Run: ``python -m benchmarks.step [--repeats 20] [--rounds 5] [--threads 1,2] [--torch-device cpu]``.
+Run: ``python -m benchmarks.step [--repeats 20] [--rounds 9] [--threads 1,2] [--torch-device cpu]``.
 
 All variants are timed in the same process, interleaved round by round so that machine noise hits them alike;
-each figure is the median over rounds of the median step time within a round. A fourth variant shows where the
-usual DFA implementations lose their advantage: it re-attaches every hidden activation as a leaf that requires
-grad, so autograd also computes the gradient with respect to each hidden layer's input, as BP does.
+each time is the median over rounds of the median step time within a round, and each ratio the median over rounds
+of the ratio within a round (the two variants of a ratio share a round's machine load). A fourth variant shows
+where the usual DFA implementations lose their advantage: it re-attaches every hidden activation as a leaf that
+requires grad, so autograd also computes the gradient with respect to each hidden layer's input, as BP does.
 
 Targets (issue 11), printed met / NOT met for each thread count: DFA ``opu-sim`` (camera noise on) at most 1.2x DFA
 digital, and DFA digital at most 0.75x BP. A DFA step's multiply-adds are about 0.74 of a BP step's (forward and
@@ -24,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from benchmarks.machine import cpu_name
-from benchmarks.timing import interleaved_medians
+from benchmarks.timing import interleaved_rounds, medians, paired_ratio
 from optodfa import models
 from optodfa.dfa import convert
 
@@ -95,18 +96,19 @@ def run(threads: int | None, args: argparse.Namespace) -> bool:
     steps = {"BP": step_timer(bp, x, y), "DFA digital": step_timer(digital, x, y),
              "DFA opu-sim": step_timer(optical, x, y),
              "DFA digital, input grads kept": step_timer(input_grad, x, y, inject=True)}
-    result = interleaved_medians(steps, rounds=args.rounds, sync=sync, repeats=args.repeats, warmup=3)
+    per_round = interleaved_rounds(steps, rounds=args.rounds, sync=sync, repeats=args.repeats, warmup=3)
+    result = medians(per_round)
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     print(f"\nMLP {'-'.join(map(str, WIDTHS))}, batch 128, {device} ({where}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s); median of {args.rounds} rounds x {args.repeats} steps")
     print(f"opu-sim: {optical.projector.describe().get('profile', {}).get('name', 'default profile')}")
-    print(f"{'variant':<32}{'ms/step':>10}{'/ BP':>8}{'/ digital':>11}")
+    print(f"{'variant':<32}{'ms/step':>10}{'/ BP':>8}{'/ digital':>11}   (ratios: median of the rounds' ratios)")
     for name, seconds in result.items():
-        print(f"{name:<32}{seconds * 1e3:>10.2f}{seconds / result['BP']:>8.3f}"
-              f"{seconds / result['DFA digital']:>11.3f}")
-    sim = result["DFA opu-sim"] / result["DFA digital"]
-    dfa = result["DFA digital"] / result["BP"]
+        print(f"{name:<32}{seconds * 1e3:>10.2f}{paired_ratio(per_round, name, 'BP'):>8.3f}"
+              f"{paired_ratio(per_round, name, 'DFA digital'):>11.3f}")
+    sim = paired_ratio(per_round, "DFA opu-sim", "DFA digital")
+    dfa = paired_ratio(per_round, "DFA digital", "BP")
     print(f"target DFA opu-sim <= {SIM_TARGET:g} x DFA digital: {'met' if sim <= SIM_TARGET else 'NOT met'} "
           f"(got {sim:.3f})")
     print(f"target DFA digital <= {DFA_TARGET:g} x BP: {'met' if dfa <= DFA_TARGET else 'NOT met'} (got {dfa:.3f}; "
@@ -117,7 +119,7 @@ def run(threads: int | None, args: argparse.Namespace) -> bool:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20, help="steps per variant per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--torch-device", default="cpu")
     parser.add_argument("--threads", default=None,
                         help="torch CPU threads, or a comma-separated list run in turn (default: torch's choice)")
