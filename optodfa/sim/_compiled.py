@@ -10,13 +10,13 @@ from llvmlite import ir
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from optodfa.sim.noise import SPLITMIX_GAMMA, SPLITMIX_MIX_1, SPLITMIX_MIX_2
+
 __all__ = ["binary_counts", "binary_counts_parallel", "binary_fields", "counter_words", "distinct_binary_rows",
            "gaussian_counts", "signed_sum", "signed_sum_parallel", "started"]
 
-# SplitMix64's increment and output multipliers (optodfa.sim.noise: word j of a key is mix(key + (j + 1)·GAMMA)).
-GAMMA = np.uint64(0x9E3779B97F4A7C15)
-MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
-MIX_2 = np.uint64(0x94D049BB133111EB)
+# optodfa.sim.noise: word j of a key's counter stream is mix(key + (j + 1)·GAMMA).
+GAMMA, MIX_1, MIX_2 = SPLITMIX_GAMMA, SPLITMIX_MIX_1, SPLITMIX_MIX_2
 
 
 @intrinsic

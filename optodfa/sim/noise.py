@@ -47,10 +47,10 @@ __all__ = ["STREAMS", "TABLE_BITS", "NoiseSource", "counter_words", "normal_tabl
 TABLE_BITS = 16
 STREAMS = ("counter", "sfc64")
 _COUNTER_LABEL = 0x5350  # sub-stream of the source's seed that keys the counter stream
-# SplitMix64's increment and the multipliers of its output function.
-_GAMMA = np.uint64(0x9E3779B97F4A7C15)
-_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX_2 = np.uint64(0x94D049BB133111EB)
+# SplitMix64's increment and the multipliers of its output function (the compiled kernels use the same).
+SPLITMIX_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+SPLITMIX_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+SPLITMIX_MIX_2 = np.uint64(0x94D049BB133111EB)
 _TABLE: torch.Tensor | None = None
 
 
@@ -74,12 +74,12 @@ def counter_words(key: int, first: int, count: int) -> np.ndarray:
     if kernels.AVAILABLE:
         return kernels.counter_words(key, first, count)
     z = np.arange(first + 1, first + 1 + count, dtype=np.uint64)
-    z *= _GAMMA  # uint64 arithmetic wraps modulo 2⁶⁴, as the generator's does
+    z *= SPLITMIX_GAMMA  # uint64 arithmetic wraps modulo 2⁶⁴, as the generator's does
     z += np.uint64(key)
     z ^= z >> np.uint64(30)
-    z *= _MIX_1
+    z *= SPLITMIX_MIX_1
     z ^= z >> np.uint64(27)
-    z *= _MIX_2
+    z *= SPLITMIX_MIX_2
     z ^= z >> np.uint64(31)
     return z
 
