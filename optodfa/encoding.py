@@ -106,6 +106,31 @@ class Encoding(ABC):
             out.add_(plane, alpha=weight)
         return out.mul_(scale)
 
+    @staticmethod
+    def plane_factors(encoded: Encoded) -> torch.Tensor:
+        """``(p·n,)`` factor of each projected plane in :meth:`decode`'s sum: ``weights[k] · s_i`` for plane ``k`` of
+        sample ``i``, in the order of ``encoded.planes.reshape(p·n, d)``.
+
+        A readout can fold these into the scale it applies to each plane anyway (:meth:`Readout.measure`'s
+        ``factor``), which saves :meth:`decode` its passes over the ``(n, D)`` result; :meth:`sum_planes` then
+        finishes the decoding.
+        """
+        scale = encoded.scale
+        if len(encoded.weights) == 1:
+            return scale * encoded.weights[0]
+        return torch.cat([scale * weight for weight in encoded.weights])
+
+    @staticmethod
+    def sum_planes(projected: torch.Tensor) -> torch.Tensor:
+        """``(n, D)`` sum of ``(p, n, D)`` projected planes already multiplied by :meth:`plane_factors`.
+
+        Works in place: the result is a view of ``projected[0]``, overwritten when ``p > 1``.
+        """
+        out = projected[0]
+        for plane in projected[1:]:
+            out.add_(plane)
+        return out
+
     @abstractmethod
     def _planes(self, e: torch.Tensor) -> tuple[torch.Tensor, tuple[float, ...]]:
         """``(p, n, d)`` ternary planes and their weights."""

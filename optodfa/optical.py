@@ -203,17 +203,19 @@ class OpticalProjector(Projector):
         p, n, d = encoded.planes.shape
         planes = encoded.planes.reshape(p * n, d)
         plus, minus = self._pad(planes > 0), self._pad(planes < 0)
-        raw = self.readout.measure(self.device, plus, minus).to(device=e.device)
+        # Every per-plane factor (the decoder's, the scale's where it is one value, the intensity mode's) rides on
+        # the readout's own per-frame scales; only row evening, one factor per output row, needs a pass of its own.
+        factor = self.encoding.plane_factors(encoded)
+        if not self.readout.linear:
+            factor = factor * IntensityReadout.normalising_factor(plus, minus, self.intensities.element, factor.dtype)
+        elif not self.evening:
+            factor = factor * self._uniform_scale()  # _row_scale's one value for every row
+        raw = self.readout.measure(self.device, plus, minus, factor=factor).to(device=e.device)
         if raw.shape[1] != self.out_features:
             raw = raw[:, : self.out_features].contiguous()
-        # raw is this call's own tensor: normalise and decode in place.
-        if self.readout.linear and not self.evening:
-            raw.mul_(self._uniform_scale())  # _row_scale's one value for every row, without the (D,) tensor
-        elif self.readout.linear:
-            raw.mul_(self._row_scale(raw.dtype, e.device))
-        else:
-            IntensityReadout.normalise(raw, plus, minus, self.intensities.element)
-        out = self.encoding.decode(raw.view(p, n, self.out_features), encoded)
+        if self.readout.linear and self.evening:
+            raw.mul_(self._row_scale(raw.dtype, e.device))  # raw is this call's own tensor
+        out = self.encoding.sum_planes(raw.view(p, n, self.out_features))
         return out.to(e.dtype)
 
     def effective_matrix(self) -> torch.Tensor | None:

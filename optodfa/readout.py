@@ -30,6 +30,7 @@ import torch
 
 from optodfa.device import Acquisition, OpticalDevice
 from optodfa.sim import kernels, threads
+from optodfa.sim.workspace import fresh
 from optodfa.validation import check_choice
 
 __all__ = ["READOUTS", "HolographicReadout", "IntensityReadout", "Readout", "StrongReferenceReadout",
@@ -49,22 +50,29 @@ class Readout(ABC):
     frames_per_plane: int
     linear: bool
 
-    def measure(self, device: OpticalDevice, plus: torch.Tensor, minus: torch.Tensor) -> torch.Tensor:
+    def measure(self, device: OpticalDevice, plus: torch.Tensor, minus: torch.Tensor, *,
+                factor: torch.Tensor | None = None) -> torch.Tensor:
         """Show the frames for ``N`` planes and combine the intensities.
 
         Args:
             device: any optical device.
             plus, minus: ``(N, device.input_pixels)`` bool frames ``t⁺`` and ``t⁻``.
+            factor: optional ``(N,)`` real factor on each plane's combination, folded into the per-frame intensity
+                scales the combination applies anyway (no pass over the result of its own).
 
         Returns:
             ``(N, device.output_pixels)`` float32/float64 (the dtype of the intensity scale) raw combination.
         """
         n = _check_planes(device, plus, minus)
+        if factor is not None and (not isinstance(factor, torch.Tensor) or factor.shape != (n,)
+                                   or factor.is_complex() or not factor.dtype.is_floating_point):
+            got = f"{factor.dtype} {tuple(factor.shape)}" if isinstance(factor, torch.Tensor) else type(factor).__name__
+            raise TypeError(f"factor must be a real floating tensor of shape ({n},), got {got}")
         if n == 0:
             return torch.zeros(0, device.output_pixels)
         frames, reference, signs = self._frames(plus, minus)
         acquisition = device.acquire(frames, reference=reference)
-        return _signed_sum(acquisition, signs, plus.shape[0])
+        return _signed_sum(acquisition, signs, n, factor)
 
     @abstractmethod
     def _frames(self, plus: torch.Tensor, minus: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | bool,
@@ -115,18 +123,24 @@ class IntensityReadout(Readout):
     @staticmethod
     def normalise(raw: torch.Tensor, plus: torch.Tensor, minus: torch.Tensor,
                   element_intensity: float) -> torch.Tensor:
-        """Scale ``(N, D)`` intensity differences so their mean square per pixel is about ``‖t‖²`` (in place).
+        """Scale ``(N, D)`` intensity differences so their mean square per pixel is about ``‖t‖²`` (in place):
+        ``raw`` times :meth:`normalising_factor`."""
+        return raw.mul_(IntensityReadout.normalising_factor(plus, minus, element_intensity, raw.dtype)[:, None])
+
+    @staticmethod
+    def normalising_factor(plus: torch.Tensor, minus: torch.Tensor, element_intensity: float,
+                           dtype: torch.dtype) -> torch.Tensor:
+        """``(N,)`` factor of :meth:`normalise` for ``(N, d)`` frames ``t⁺``, ``t⁻`` (on their device, in ``dtype``).
 
         With ``k±`` lit elements, ``|R t±|²`` is exponential with mean ``k± Ī₁`` (``Ī₁ = element_intensity``, the
         mean intensity of one element), so the difference has mean square ``Ī₁² (k⁺² + k⁻² + (k⁺ − k⁻)²)``; dividing
         by its root and multiplying by ``sqrt(k⁺ + k⁻) = ‖t‖`` matches the scale of a unit-variance matrix applied
         to ``t``. Planes with no lit element stay zero.
         """
-        k_plus = plus.sum(dim=1, dtype=raw.dtype)
-        k_minus = minus.sum(dim=1, dtype=raw.dtype)
+        k_plus = plus.sum(dim=1, dtype=dtype)
+        k_minus = minus.sum(dim=1, dtype=dtype)
         rms = element_intensity * (k_plus.square() + k_minus.square() + (k_plus - k_minus).square()).sqrt()
-        factor = (k_plus + k_minus).sqrt() / rms.clamp_min(torch.finfo(raw.dtype).tiny)
-        return raw.mul_(factor[:, None])
+        return (k_plus + k_minus).sqrt() / rms.clamp_min(torch.finfo(dtype).tiny)
 
 
 READOUTS: dict[str, type[Readout]] = {"holographic": HolographicReadout, "strong-reference": StrongReferenceReadout,
@@ -156,14 +170,18 @@ def _check_planes(device: OpticalDevice, plus: object, minus: object) -> int:
     return int(plus.shape[0])  # type: ignore[union-attr]
 
 
-def _signed_sum(acquisition: Acquisition, signs: tuple[float, ...], n: int) -> torch.Tensor:
-    """``Σ_f signs[f] · intensity(frame f of each plane)`` for ``n`` planes of ``len(signs)`` consecutive frames."""
+def _signed_sum(acquisition: Acquisition, signs: tuple[float, ...], n: int,
+                factor: torch.Tensor | None = None) -> torch.Tensor:
+    """``factor[i] · Σ_f signs[f] · intensity(frame f of plane i)`` for ``n`` planes of ``len(signs)`` consecutive
+    frames (``factor`` ``(n,)``, default 1)."""
     frames = len(signs)
     counts = acquisition.counts.view(n, frames, -1)
     weights = acquisition.intensity_per_count.view(n, frames)
     signed = weights * _sign_vector(signs, weights.dtype, weights.device)
+    if factor is not None:
+        signed.mul_(factor.to(device=weights.device, dtype=weights.dtype)[:, None])
     pixels = counts.shape[2]
-    out = torch.empty(n, pixels, dtype=weights.dtype, device=weights.device)
+    out = fresh((n, pixels), weights.dtype, weights.device)
     if kernels.AVAILABLE and counts.device.type == "cpu" and not counts.dtype.is_floating_point:
         # Planes are independent: groups of them on several threads give the one-thread sums exactly.
         groups = threads.parts(max(1, (n * frames * pixels) // _THREAD_READINGS))

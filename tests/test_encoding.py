@@ -62,6 +62,20 @@ def test_decode_of_linear_projections_is_the_projection_of_the_quantised_error()
                                    rtol=1e-12, atol=1e-12)
 
 
+def test_plane_factors_then_sum_of_planes_is_decode():
+    e = torch.randn(20, 7, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    matrix = torch.randn(30, 7, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for encoding in (TernaryEncoding(0.3, "std"), SignEncoding(), BitPlaneEncoding(5)):
+        encoded = encoding.encode(e)
+        projected = encoded.planes @ matrix.T
+        p, n, big_d = projected.shape
+        factors = encoding.plane_factors(encoded)
+        assert factors.shape == (p * n,)
+        folded = (projected.reshape(p * n, big_d) * factors[:, None]).view(p, n, big_d)
+        torch.testing.assert_close(encoding.sum_planes(folded), encoding.decode(projected.clone(), encoded),
+                                   rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize(("call", "error", "match"), [
     (lambda: TernaryEncoding(0.5, "median"), ValueError, "encoding.rule must be one of 'fixed', 'max', 'std'"),
     (lambda: TernaryEncoding(1.0, "max"), ValueError, r"encoding.threshold must be a finite real number in \[0, 1\)"),

@@ -112,6 +112,19 @@ def test_frames_of_one_plane_are_consecutive(readout, order, flags):
         assert reference is flags
 
 
+@pytest.mark.parametrize("readout", [HolographicReadout(), StrongReferenceReadout(), IntensityReadout()])
+def test_a_factor_per_plane_scales_each_plane_and_is_checked(readout):
+    plus, minus = planes(12, 8, seed=3)
+    factor = torch.linspace(-2.0, 3.0, 12, dtype=torch.float64)
+    plain = readout.measure(ideal_device(), plus, minus)
+    scaled = readout.measure(ideal_device(), plus, minus, factor=factor)
+    torch.testing.assert_close(scaled, plain * factor[:, None], rtol=1e-12, atol=1e-12 * float(plain.abs().max()))
+    for bad, got in ((torch.ones(11), r"torch.float32 \(11,\)"), (torch.ones(12, dtype=torch.int64), "torch.int64"),
+                     ([1.0] * 12, "list")):
+        with pytest.raises(TypeError, match=rf"factor must be a real floating tensor of shape \(12,\), got {got}"):
+            readout.measure(ideal_device(), plus, minus, factor=bad)
+
+
 def test_make_readout_by_name_and_bad_name():
     assert isinstance(make_readout("strong-reference"), StrongReferenceReadout)
     assert make_readout("holographic").describe() == {"mode": "holographic", "frames_per_plane": 4, "linear": True}

@@ -37,7 +37,7 @@ from optodfa.sim.transmission import (
     reference_field,
     summed_columns,
 )
-from optodfa.sim.workspace import Workspace
+from optodfa.sim.workspace import Workspace, fresh
 from optodfa.validation import check_choice, check_int, check_memory, check_real
 
 __all__ = ["SimulatedOPU", "build"]
@@ -139,7 +139,7 @@ class SimulatedOPU(NoHardware):
         tau = self.camera.exposure(mean_intensity.to(self.dtype))
         electrons_per_intensity = tau * self.camera.photon_rate
         counts_dtype = count_dtype(self.camera.bits) if self.camera.bits is not None else self.dtype
-        counts = torch.empty(n, self.output_pixels, dtype=counts_dtype, device=self.torch_device)
+        counts = fresh((n, self.output_pixels), counts_dtype, self.torch_device)
         saturated = torch.zeros((), dtype=torch.int64, device=self.torch_device)
         for start, stop in self._chunks(n):
             plan = self._expected_electrons(x[start:stop], electrons_per_intensity[start:stop])

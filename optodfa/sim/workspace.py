@@ -3,16 +3,33 @@
 A fresh multi-megabyte CPU tensor is served by the C allocator straight from the operating system (``mmap``), so
 every first touch of its pages faults: about 0.3 ms per MB on this project's machines, which made allocation the
 largest cost of a simulated projection. Temporaries that never leave a call (fields, noise, indices) therefore
-live in buffers that grow once and are reused; anything returned to the caller is a fresh tensor.
+live in buffers that grow once and are reused; anything returned to the caller is a fresh tensor, made by
+:func:`fresh`.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-__all__ = ["Workspace"]
+__all__ = ["Workspace", "fresh"]
+
+
+def fresh(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """A new uninitialised contiguous tensor for a result that leaves the call; on the CPU, in numpy's memory.
+
+    numpy asks the kernel for transparent huge pages on its large arrays (``madvise``), so the first touch of a
+    fresh result faults once per 2 MiB instead of once per 4 KiB; torch's CPU allocator does not unless its
+    ``THP_MEM_ALLOC_ENABLE`` is set before the first allocation. On this project's machines that halves the cost
+    of a fresh 50 MB result (17 against 8 ms) and removes it at 1.5 MB (0.33 against 0.01 ms). The tensor owns
+    its memory as any other does (the array lives as long as it).
+    """
+    device = torch.device(device)
+    if device.type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device)
+    return torch.from_numpy(np.empty(shape, dtype=torch.empty(0, dtype=dtype).numpy().dtype))
 
 
 class Workspace:
