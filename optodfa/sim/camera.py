@@ -303,8 +303,7 @@ class Camera:
         cpu = out.device.type == "cpu"
         if not cpu or (self.shot_noise and self.poisson_exact_below > 0):
             width = pixels
-        compiled = (cpu and self.shot_noise and self.poisson_exact_below == 0 and self.bits is not None
-                    and kernels.AVAILABLE)
+        compiled = cpu and self._compiled_pass()
         if compiled and plan.compiled and noise.counter_based:
             return self._read_binary(plan, noise, out, workspace)
         bits = None
@@ -324,6 +323,16 @@ class Camera:
             saturated = sat if saturated is None else saturated.add_(sat)
         assert saturated is not None
         return saturated
+
+    def reads_in_one_pass(self, plan_compiled: bool, noise: NoiseSource) -> bool:
+        """Whether :meth:`read_blocks` reads a plan in one compiled call that keeps nothing per reading but the
+        counts (compiled plans with the counter stream): its caller then need not bound a chunk's size."""
+        return plan_compiled and noise.counter_based and self._compiled_pass()
+
+    def _compiled_pass(self) -> bool:
+        """Whether this camera's model is the case the compiled pass covers (on the CPU): Gaussian shot noise
+        everywhere and a finite bit depth."""
+        return self.shot_noise and self.poisson_exact_below == 0 and self.bits is not None and kernels.AVAILABLE
 
     def _read_compiled(self, plan: FramePlan, bits: np.ndarray, out: torch.Tensor, width: int) -> torch.Tensor:
         """Counts of a plan whose fields come from torch's matrix product (on torch's threads), then the compiled

@@ -10,7 +10,8 @@ Everything runs on the torch device the simulator was built for (CPU or CUDA), i
 float64: the exposure factor ``sqrt(q τ)`` is folded into the frame so one real matrix product gives the real and
 imaginary parts of the fields, then the camera works in place. The saturation count stays a device tensor until
 :meth:`SimulatedOPU.counters` reads it. Frames are processed in chunks of about ``chunk_pixels`` camera readings to
-bound memory and keep the passes in cache.
+bound memory and keep the passes in cache, except where the camera reads them in one compiled pass that keeps no
+per-reading scratch (narrow binary frames, the counter noise stream).
 """
 
 from __future__ import annotations
@@ -141,7 +142,11 @@ class SimulatedOPU(NoHardware):
         counts_dtype = count_dtype(self.camera.bits) if self.camera.bits is not None else self.dtype
         counts = fresh((n, self.output_pixels), counts_dtype, self.torch_device)
         saturated = torch.zeros((), dtype=torch.int64, device=self.torch_device)
-        for start, stop in self._chunks(n):
+        # The one-pass camera keeps no per-reading scratch: its chunks are the drift's segments only, so a
+        # repeated frame's levels are computed once per batch (at D = 10⁵ a bound of 2^21 readings is 20 frames).
+        one_pass = self.camera.reads_in_one_pass(FramePlan.compiles(x.shape[1], self.dtype, self.torch_device),
+                                                 self._noise)
+        for start, stop in self._chunks(n, bounded=not one_pass):
             plan = self._expected_electrons(x[start:stop], electrons_per_intensity[start:stop])
             saturated += self.camera.read_blocks(plan, self._noise, out=counts[start:stop],
                                                  workspace=self._workspace, width=self._block_width(stop - start))
@@ -269,9 +274,9 @@ class SimulatedOPU(NoHardware):
                              + (f" {reference.dtype}" if isinstance(reference, torch.Tensor) else ""))
         return reference.to(device=self.torch_device, dtype=self.dtype)
 
-    def _chunks(self, n: int) -> list[tuple[int, int]]:
-        """Frame ranges sharing one medium state and bounded in size; advances drift as frames go by."""
-        rows = max(1, self.chunk_pixels // self.output_pixels)
+    def _chunks(self, n: int, *, bounded: bool = True) -> list[tuple[int, int]]:
+        """Frame ranges sharing one medium state and, when ``bounded``, of about ``chunk_pixels`` readings at most."""
+        rows = max(1, self.chunk_pixels // self.output_pixels) if bounded else max(1, n)
         spans = [(0, n)] if self.drift is None else list(self.drift.segments(self._frames_total, n))
         chunks = []
         for start, stop in spans:

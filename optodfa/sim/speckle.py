@@ -94,6 +94,13 @@ class FramePlan:
             if chosen_binary[:, -1].any():
                 self._reference = chosen[:, -1]
 
+    @staticmethod
+    def compiles(width: int, dtype: torch.dtype, device: torch.device) -> bool:
+        """Whether the plan of frames ``width`` elements wide (reference included) will be :attr:`compiled`:
+        narrow float32 frames on the CPU with the compiled kernels, known before any plan is built."""
+        return (width <= SHARED_SIGNAL_MIN_WIDTH and device.type == "cpu" and dtype == torch.float32
+                and kernels.AVAILABLE)
+
     @property
     def compiled(self) -> bool:
         """Whether :meth:`fields` is a compiled sum over lit elements (which releases the GIL and runs on one

@@ -129,3 +129,23 @@ def test_equal_frames_get_independent_noise(device_factory):
     # Shot noise of independent readings: the correlation of two readings' deviations has SE 1/sqrt(M).
     corr = torch.corrcoef(deviations)[0, 1:]
     assert bool((corr.abs() < 5 / 2000**0.5).all())
+
+
+@pytest.mark.parametrize("drift", [None, Drift(0.95, 7)])
+def test_one_pass_camera_reads_a_batch_as_the_chunked_reads_do(device_factory, drift, monkeypatch):
+    # The compiled one-pass camera (narrow float32 frames, Gaussian shot noise, counter stream) reads a batch in
+    # the drift's segments only; its counts must be those of small bounded chunks, reading for reading.
+    camera = {**NOISY, "poisson_exact_below": 0.0}
+    make = lambda: device_factory(elements=6, outputs=300, camera=camera, frame_time_s=500e-6,  # noqa: E731
+                                  dtype=torch.float32, drift=drift, chunk_pixels=700)
+    frames = random_frames(40, 6, seed=4)
+    frames[1::3] = frames[::3][: frames[1::3].shape[0]]  # repeated frames share their levels
+    one_pass = make()
+    assert one_pass.camera.reads_in_one_pass(True, one_pass._noise)
+    want = [one_pass.acquire(frames, reference=True) for _ in range(2)]
+    chunked = make()
+    monkeypatch.setattr(Camera, "reads_in_one_pass", lambda self, plan_compiled, noise: False)
+    assert len(chunked._chunks(40)) > 2
+    got = [chunked.acquire(frames, reference=True) for _ in range(2)]
+    for a, b in zip(want, got, strict=True):
+        assert torch.equal(a.counts, b.counts) and int(a.saturated) == int(b.saturated)
