@@ -127,23 +127,18 @@ class FramePlan:
             fields = ws.get("fields", (self._frames.shape[0], 2 * (c1 - c0)), w.dtype, w.device)
             kernels.binary_fields(self._frames.numpy(), w.numpy(), c0, c1, fields.numpy())
             return fields, None
-        if c0 == 0 and c1 == m:
-            columns = w  # one product for the real and imaginary parts together
-        else:
-            columns = torch.cat([w[:, c0:c1], w[:, m + c0 : m + c1]], dim=1)
+        b = c1 - c0
         if self._patterns is None:
-            fields = torch.matmul(self._frames, columns,
-                                  out=ws.get("fields", (self._frames.shape[0], columns.shape[1]), w.dtype,
-                                             w.device))
+            fields = ws.get("fields", (self._frames.shape[0], 2 * b), w.dtype, w.device)
+            _block_product(self._frames, w, m, c0, c1, fields)
         else:
-            signal = torch.matmul(self._patterns, columns[:-1],
-                                  out=ws.get("signal_fields", (self._patterns.shape[0], columns.shape[1]),
-                                             w.dtype, w.device))
+            signal = ws.get("signal_fields", (self._patterns.shape[0], 2 * b), w.dtype, w.device)
+            _block_product(self._patterns, w[:-1], m, c0, c1, signal)
             fields = torch.index_select(signal, 0, self._pattern_rows,
-                                        out=ws.get("fields", (self._frames.shape[0], columns.shape[1]), w.dtype,
-                                                   w.device))
+                                        out=ws.get("fields", (self._frames.shape[0], 2 * b), w.dtype, w.device))
             if self._reference is not None:
-                fields.addr_(self._reference, columns[-1])
+                fields[:, :b].addr_(self._reference, w[-1, c0:c1])
+                fields[:, b:].addr_(self._reference, w[-1, m + c0 : m + c1])
         return fields, self._scale
 
     def intensities(self, c0: int, c1: int) -> torch.Tensor:
@@ -169,6 +164,23 @@ def distinct_rows(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keys[:, :width] = packed
     _, first, inverse = np.unique(keys.view(">u8").reshape(-1), return_index=True, return_inverse=True)
     return first, inverse.reshape(-1)
+
+
+def _block_product(x: torch.Tensor, weights: torch.Tensor, m: int, c0: int, c1: int, out: torch.Tensor) -> None:
+    """``out`` (``(u, 2b)``) ``= [x Re W[:, c0:c1] | x Im W[:, c0:c1]]`` for ``weights = [Re W | Im W]`` (``m``
+    columns each).
+
+    A block of columns is two products straight from strided views of the weights into the two halves of
+    ``out``: gathering the block's columns first (``torch.cat``) copied ``(d + 1) × 2b`` weights a block, about
+    20 % on top of the product at ``d = 1024`` on this project's machines. Each entry is the same sum in the same
+    order either way.
+    """
+    if c0 == 0 and c1 == m:
+        torch.matmul(x, weights, out=out)  # one product for the real and imaginary parts together
+        return
+    b = c1 - c0
+    torch.matmul(x, weights[:, c0:c1], out=out[:, :b])
+    torch.matmul(x, weights[:, m + c0 : m + c1], out=out[:, b:])
 
 
 def _square(fields: torch.Tensor, workspace: Workspace) -> torch.Tensor:
