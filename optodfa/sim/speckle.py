@@ -104,10 +104,8 @@ class FramePlan:
     @property
     def compiled(self) -> bool:
         """Whether :meth:`fields` is a compiled sum over lit elements (which releases the GIL and runs on one
-        thread) rather than a torch product (which uses torch's own threads)."""
-        w = self.weights
-        return (self._patterns is None and self._scale is None and w.device.type == "cpu"
-                and w.dtype == torch.float32 and kernels.AVAILABLE)
+        thread) rather than a torch product (which uses torch's own threads): :meth:`compiles` of this plan."""
+        return self.compiles(self._frames.shape[1], self.weights.dtype, self.weights.device)
 
     def binary_inputs(self) -> tuple[np.ndarray, np.ndarray]:
         """The ``(u, d + 1)`` frames (exposure folded in) and ``(d + 1, 2M)`` weights :meth:`fields` sums, as numpy
